@@ -1,0 +1,1 @@
+//! wkube: a WebAssembly-native container orchestrator that speaks the Kubernetes API.
