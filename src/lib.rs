@@ -1,1 +1,3 @@
 //! wkube: a WebAssembly-native container orchestrator that speaks the Kubernetes API.
+
+pub mod api;

@@ -1,0 +1,3 @@
+//! The Kubernetes-compatible API server.
+
+pub mod registry;
