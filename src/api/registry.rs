@@ -165,7 +165,7 @@ impl Registry {
             builtin!(coordination::v1::Lease, plural: "leases", singular: "lease", namespaced: true,
                 short: NONE, categories: NONE, sub: &[]),
             builtin!(events::v1::Event, plural: "events", singular: "event", namespaced: true,
-                short: &["ev"], categories: NONE, sub: &[]),
+                short: NONE, categories: NONE, sub: &[]),
             builtin!(apps::v1::Deployment, plural: "deployments", singular: "deployment", namespaced: true,
                 short: &["deploy"], categories: ALL, sub: STATUS_SCALE),
             builtin!(apps::v1::ReplicaSet, plural: "replicasets", singular: "replicaset", namespaced: true,
