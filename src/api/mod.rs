@@ -1,3 +1,26 @@
 //! The Kubernetes-compatible API server.
+//!
+//! Requests flow: TLS + authentication ([`auth`]) -> routing ([`server`], [`path`]) ->
+//! HTTP decoding ([`handlers`], [`watch`]) -> REST semantics ([`rest`]) -> objects over the
+//! store ([`storage`]). One table of kinds ([`registry`]) drives all of it.
 
+pub mod auth;
+pub mod discovery;
+pub mod handlers;
+pub mod object;
+pub mod openapi;
+pub mod path;
+pub mod query;
 pub mod registry;
+pub mod rest;
+pub mod selectors;
+pub mod server;
+pub mod status;
+pub mod storage;
+pub mod strategic_merge;
+pub mod table;
+pub mod validation;
+pub mod watch;
+
+pub use auth::{Authenticator, UserInfo};
+pub use server::{ApiServer, ServeError};

@@ -7,6 +7,7 @@
 use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, scheduling};
 use k8s_openapi::Resource as _;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde_json::Value;
 
 /// A subresource of a resource that the server serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,9 @@ pub struct ResourceInfo {
     pub schema_name: &'static str,
     /// Produces the JSON schema of the kind (schemars, from k8s-openapi's types).
     pub schema: fn(&mut SchemaGenerator) -> Schema,
+    /// Decodes an object into its typed form and back: type errors surface here, unknown fields
+    /// are dropped, and the JSON comes out in canonical form.
+    pub roundtrip: fn(Value) -> Result<Value, serde_json::Error>,
 }
 
 impl ResourceInfo {
@@ -100,6 +104,13 @@ const NONE: &[&str] = &[];
 const STATUS: &[Subresource] = &[Subresource::Status];
 const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
 
+fn roundtrip_as<T: serde::de::DeserializeOwned + serde::Serialize>(
+    value: Value,
+) -> Result<Value, serde_json::Error> {
+    let typed: T = serde_json::from_value(value)?;
+    serde_json::to_value(typed)
+}
+
 fn schema_of<T: JsonSchema>(gen: &mut SchemaGenerator) -> Schema {
     gen.subschema_for::<T>()
 }
@@ -119,6 +130,7 @@ macro_rules! builtin {
             subresources: $sub,
             schema_name: schema_name_of::<$ty>(),
             schema: schema_of::<$ty>,
+            roundtrip: roundtrip_as::<$ty>,
         }
     };
 }

@@ -1,0 +1,187 @@
+//! `wkube up`: a single-node cluster in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::api::rest::{Rest, WriteOptions};
+use crate::api::{ApiServer, Authenticator, UserInfo};
+use crate::pki::{ClusterPki, ADMIN_GROUP, ADMIN_USER};
+use crate::store::{Store, StoreConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Where the store, certificates and kubeconfig live.
+    #[arg(long, env = "WKUBE_DATA_DIR", default_value_os_t = super::default_data_dir())]
+    data_dir: PathBuf,
+
+    /// Address of the Kubernetes API (HTTPS). Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+
+    /// Extra DNS names or IP addresses for the server certificate.
+    #[arg(long = "tls-san")]
+    tls_sans: Vec<String>,
+
+    /// Revisions of change history kept for watches to resume from (older ones answer 410 Gone).
+    #[arg(long, default_value_t = 10_000)]
+    history_revisions: u64,
+
+    /// Also add a `wkube` context to ~/.kube/config (or $KUBECONFIG's first file).
+    #[arg(long)]
+    merge_kubeconfig: bool,
+}
+
+/// Namespaces every cluster has from the start.
+const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let data_dir = args
+        .data_dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", args.data_dir.display()))?;
+    say(&format!("data dir {}", data_dir.display()));
+
+    let pki = ClusterPki::load_or_create(&data_dir, &server_names(&args))
+        .context("setting up the cluster certificates")?;
+
+    let mut store_config = StoreConfig::new(&data_dir);
+    store_config.history_revisions = args.history_revisions.max(1);
+    let store = Store::open(store_config)
+        .await
+        .context("opening the store")?;
+    say(&format!(
+        "store open at revision {} ({} ms)",
+        store.current_revision(),
+        started.elapsed().as_millis()
+    ));
+
+    let rest = Rest::with_builtin_kinds(store.clone());
+    bootstrap(&rest).await.context("creating system namespaces")?;
+
+    let mut authenticator = Authenticator::new();
+    authenticator.add_token(
+        pki.admin_token.clone(),
+        UserInfo {
+            username: ADMIN_USER.into(),
+            groups: vec![ADMIN_GROUP.into()],
+        },
+    );
+    let server = ApiServer::bind(args.listen, rest, &pki, authenticator)
+        .await
+        .context("starting the API server")?;
+    let addr = server.local_addr().context("reading the listen address")?;
+    let url = format!("https://{}", client_addr(addr));
+    let kubeconfig = data_dir.join("kubeconfig");
+    super::kubeconfig::write(&kubeconfig, &url, &pki).context("writing the kubeconfig")?;
+    if args.merge_kubeconfig {
+        let target = default_kubeconfig();
+        super::kubeconfig::merge(&target, &url, &pki)?;
+        say(&format!("merged context \"wkube\" into {}", target.display()));
+    }
+    say(&format!("API server listening on {url}"));
+    say(&format!("kubeconfig written to {}", kubeconfig.display()));
+    say(&format!("ready in {} ms", started.elapsed().as_millis()));
+    println!("\n    export KUBECONFIG={}\n", kubeconfig.display());
+
+    server.serve(shutdown_signal()).await;
+    say("shutting down");
+    store.shutdown().await.context("closing the store")?;
+    say("stopped");
+    Ok(())
+}
+
+fn say(msg: &str) {
+    println!("wkube: {msg}");
+}
+
+/// Names the server certificate must cover: loopback, this host, the listen address, extras.
+fn server_names(args: &UpArgs) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+    ];
+    if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
+        let host = host.trim();
+        if !host.is_empty() {
+            names.push(host.to_string());
+        }
+    }
+    let ip = args.listen.ip();
+    if !ip.is_unspecified() {
+        names.push(ip.to_string());
+    }
+    names.extend(args.tls_sans.iter().cloned());
+    names.dedup();
+    names
+}
+
+/// The address clients on this machine use: loopback when listening on all interfaces.
+fn client_addr(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+fn default_kubeconfig() -> PathBuf {
+    if let Some(first) = std::env::var_os("KUBECONFIG")
+        .and_then(|v| std::env::split_paths(&v).next())
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        return first;
+    }
+    super::home_dir().join(".kube").join("config")
+}
+
+async fn bootstrap(rest: &Rest) -> anyhow::Result<()> {
+    let Some(namespaces) = rest.registry().find("", "v1", "namespaces").cloned() else {
+        anyhow::bail!("the namespaces resource is not registered");
+    };
+    for ns in SYSTEM_NAMESPACES {
+        let obj = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
+        match rest
+            .create(&namespaces, None, obj, &WriteOptions::default())
+            .await
+        {
+            Ok(_) => tracing::info!(namespace = ns, "created system namespace"),
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(anyhow::anyhow!("namespace {ns}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
