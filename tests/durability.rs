@@ -35,7 +35,12 @@ async fn versions(api: &Api<ConfigMap>) -> (BTreeMap<String, String>, String) {
     let map = list
         .items
         .into_iter()
-        .map(|c| (c.metadata.name.unwrap_or_default(), c.metadata.resource_version.unwrap_or_default()))
+        .map(|c| {
+            (
+                c.metadata.name.unwrap_or_default(),
+                c.metadata.resource_version.unwrap_or_default(),
+            )
+        })
         .collect();
     (map, list.metadata.resource_version.unwrap_or_default())
 }
@@ -54,7 +59,10 @@ async fn kill_dash_nine_loses_nothing_and_watch_resumes() {
     c.restart();
     let api: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
     let (after, _) = versions(&api).await;
-    assert_eq!(after, before, "every object is back with the same resourceVersion");
+    assert_eq!(
+        after, before,
+        "every object is back with the same resourceVersion"
+    );
 
     // A watch from the revision seen before the crash replays exactly what came after it.
     let mut stream = api
@@ -66,7 +74,10 @@ async fn kill_dash_nine_loses_nothing_and_watch_resumes() {
     while added.len() < 500 {
         match tokio::time::timeout(Duration::from_secs(20), stream.next()).await {
             Ok(Some(Ok(WatchEvent::Added(cm)))) => added.push(cm.metadata.name.unwrap_or_default()),
-            other => panic!("unexpected watch item after {} events: {other:?}", added.len()),
+            other => panic!(
+                "unexpected watch item after {} events: {other:?}",
+                added.len()
+            ),
         }
     }
     added.sort();
@@ -79,11 +90,17 @@ async fn kill_dash_nine_loses_nothing_and_watch_resumes() {
 async fn watch_from_compacted_history_is_gone() {
     let c = Cluster::start_with(&["--history-revisions", "10"]);
     let api: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
-    api.create(&PostParams::default(), &configmap("churn")).await.expect("create");
+    api.create(&PostParams::default(), &configmap("churn"))
+        .await
+        .expect("create");
     for i in 0..60 {
-        api.patch("churn", &PatchParams::default(), &Patch::Merge(json!({ "data": { "n": i.to_string() } })))
-            .await
-            .expect("patch");
+        api.patch(
+            "churn",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "data": { "n": i.to_string() } })),
+        )
+        .await
+        .expect("patch");
     }
     let mut stream = api
         .watch(&WatchParams::default(), "2")
@@ -99,10 +116,17 @@ async fn watch_from_compacted_history_is_gone() {
     }
     // A list at a compacted exact revision is gone too.
     let err = api
-        .list(&ListParams::default().at("2").matching(kube::api::VersionMatch::Exact))
+        .list(
+            &ListParams::default()
+                .at("2")
+                .matching(kube::api::VersionMatch::Exact),
+        )
         .await
         .expect_err("compacted exact list");
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 410 && s.reason == "Expired"), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 410 && s.reason == "Expired"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,14 +139,34 @@ async fn snapshot_save_and_restore_serve_the_same_objects() {
     // Online: the server is running, so the CLI asks it through the API.
     let online = c.dir.path().join("online.snap");
     let data = c.data_dir.to_string_lossy().to_string();
-    let out = c.wkube(&["snapshot", "save", online.to_str().expect("path"), "--data-dir", &data]);
-    assert!(out.status.success(), "online save: {}", String::from_utf8_lossy(&out.stderr));
+    let out = c.wkube(&[
+        "snapshot",
+        "save",
+        online.to_str().expect("path"),
+        "--data-dir",
+        &data,
+    ]);
+    assert!(
+        out.status.success(),
+        "online save: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Offline: the server is stopped, so the CLI reads the data dir.
     c.stop();
     let offline = c.dir.path().join("offline.snap");
-    let out = c.wkube(&["snapshot", "save", offline.to_str().expect("path"), "--data-dir", &data]);
-    assert!(out.status.success(), "offline save: {}", String::from_utf8_lossy(&out.stderr));
+    let out = c.wkube(&[
+        "snapshot",
+        "save",
+        offline.to_str().expect("path"),
+        "--data-dir",
+        &data,
+    ]);
+    assert!(
+        out.status.success(),
+        "offline save: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     for snap in [online, offline] {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -134,12 +178,21 @@ async fn snapshot_save_and_restore_serve_the_same_objects() {
             "--data-dir",
             restored.to_str().expect("path"),
         ]);
-        assert!(out.status.success(), "restore: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "restore: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let r = Cluster::start_on(dir, restored, &[]);
         let api: Api<ConfigMap> = Api::namespaced(r.client().await, "default");
         let (after, _) = versions(&api).await;
-        assert_eq!(after, before, "restored objects keep their resourceVersions");
+        assert_eq!(
+            after, before,
+            "restored objects keep their resourceVersions"
+        );
         // The restored cluster takes writes.
-        api.create(&PostParams::default(), &configmap("after-restore")).await.expect("write");
+        api.create(&PostParams::default(), &configmap("after-restore"))
+            .await
+            .expect("write");
     }
 }

@@ -29,45 +29,81 @@ fn apply_get_describe_and_the_output_formats() {
     }
 
     let ns = c.ok(&["get", "namespaces"]);
-    for n in ["default", "kube-system", "kube-public", "kube-node-lease", "demo"] {
+    for n in [
+        "default",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "demo",
+    ] {
         assert!(ns.contains(n), "namespace {n} missing: {ns}");
     }
     assert!(ns.lines().next().unwrap_or("").contains("STATUS"), "{ns}");
 
     let table = c.ok(&["get", "deploy", "-n", "demo"]);
     assert!(table.starts_with("NAME"), "{table}");
-    assert!(table.contains("READY") && table.contains("UP-TO-DATE") && table.contains("web"), "{table}");
+    assert!(
+        table.contains("READY") && table.contains("UP-TO-DATE") && table.contains("web"),
+        "{table}"
+    );
     let wide = c.ok(&["get", "deployments", "-n", "demo", "-o", "wide"]);
-    assert!(wide.contains("CONTAINERS") && wide.contains("127.0.0.1:5000/hello-wasm:v1"), "{wide}");
+    assert!(
+        wide.contains("CONTAINERS") && wide.contains("127.0.0.1:5000/hello-wasm:v1"),
+        "{wide}"
+    );
 
     let yaml = c.ok(&["get", "configmap", "web-config", "-n", "demo", "-o", "yaml"]);
-    assert!(yaml.contains("greeting: hello from wkube") && yaml.contains("resourceVersion:"), "{yaml}");
+    assert!(
+        yaml.contains("greeting: hello from wkube") && yaml.contains("resourceVersion:"),
+        "{yaml}"
+    );
 
     let secret = json(&c.ok(&["get", "secret", "web-secret", "-n", "demo", "-o", "json"]));
-    assert_eq!(secret["data"]["password"], "czNjcjN0", "stringData becomes base64 data");
+    assert_eq!(
+        secret["data"]["password"], "czNjcjN0",
+        "stringData becomes base64 data"
+    );
     assert!(secret.get("stringData").is_none());
 
     let deploy = json(&c.ok(&["get", "deployment", "web", "-n", "demo", "-o", "json"]));
     assert_eq!(deploy["spec"]["replicas"], 2);
-    assert_eq!(deploy["spec"]["strategy"]["type"], "RollingUpdate", "defaults applied");
+    assert_eq!(
+        deploy["spec"]["strategy"]["type"], "RollingUpdate",
+        "defaults applied"
+    );
     assert_eq!(deploy["metadata"]["generation"], 1);
-    assert!(deploy["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
+    assert!(deploy["metadata"]["uid"]
+        .as_str()
+        .is_some_and(|u| u.len() == 36));
 
     let labelled = c.ok(&["get", "cm", "-n", "demo", "-l", "app=web", "-o", "name"]);
     assert_eq!(labelled.trim(), "configmap/web-config");
     let none = c.ok(&["get", "cm", "-n", "demo", "-l", "app=db", "-o", "name"]);
     assert!(none.trim().is_empty(), "{none}");
-    let by_field = c.ok(&["get", "ns", "--field-selector", "metadata.name=demo", "-o", "name"]);
+    let by_field = c.ok(&[
+        "get",
+        "ns",
+        "--field-selector",
+        "metadata.name=demo",
+        "-o",
+        "name",
+    ]);
     assert_eq!(by_field.trim(), "namespace/demo");
 
     let all_ns = c.ok(&["get", "configmaps", "-A"]);
-    assert!(all_ns.contains("NAMESPACE") && all_ns.contains("demo"), "{all_ns}");
+    assert!(
+        all_ns.contains("NAMESPACE") && all_ns.contains("demo"),
+        "{all_ns}"
+    );
 
     let all = c.ok(&["get", "all", "-n", "demo"]);
     assert!(all.contains("deployment.apps/web"), "{all}");
 
     let described = c.ok(&["describe", "deployment", "web", "-n", "demo"]);
-    assert!(described.contains("Name:") && described.contains("web") && described.contains("Replicas:"), "{described}");
+    assert!(
+        described.contains("Name:") && described.contains("web") && described.contains("Replicas:"),
+        "{described}"
+    );
     let described_ns = c.ok(&["describe", "namespace", "demo"]);
     assert!(described_ns.contains("Active"), "{described_ns}");
 }
@@ -75,18 +111,47 @@ fn apply_get_describe_and_the_output_formats() {
 #[test]
 fn label_annotate_and_the_three_patch_types() {
     let c = Cluster::start();
-    c.ok(&["create", "configmap", "settings", "--from-literal=a=1", "--from-literal=b=2"]);
+    c.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=a=1",
+        "--from-literal=b=2",
+    ]);
     c.ok(&["label", "configmap", "settings", "tier=backend"]);
     c.ok(&["annotate", "configmap", "settings", "owner=ops"]);
     let cm = json(&c.ok(&["get", "cm", "settings", "-o", "json"]));
     assert_eq!(cm["metadata"]["labels"]["tier"], "backend");
     assert_eq!(cm["metadata"]["annotations"]["owner"], "ops");
 
-    c.ok(&["patch", "configmap", "settings", "--type=merge", "-p", r#"{"data":{"a":"10","b":null}}"#]);
-    c.ok(&["patch", "configmap", "settings", "--type=json", "-p", r#"[{"op":"add","path":"/data/c","value":"3"}]"#]);
-    c.ok(&["patch", "configmap", "settings", "-p", r#"{"data":{"d":"4"}}"#]);
+    c.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"a":"10","b":null}}"#,
+    ]);
+    c.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/data/c","value":"3"}]"#,
+    ]);
+    c.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-p",
+        r#"{"data":{"d":"4"}}"#,
+    ]);
     let cm = json(&c.ok(&["get", "cm", "settings", "-o", "json"]));
-    assert_eq!(cm["data"], serde_json::json!({"a": "10", "c": "3", "d": "4"}));
+    assert_eq!(
+        cm["data"],
+        serde_json::json!({"a": "10", "c": "3", "d": "4"})
+    );
 
     // A strategic merge patch merges containers by name.
     c.ok_stdin(&["apply", "-f", "-"], POD);
@@ -104,7 +169,14 @@ fn label_annotate_and_the_three_patch_types() {
     assert_eq!(containers[1]["name"], "side");
 
     // A JSON patch whose test fails is refused and changes nothing.
-    let out = c.kubectl(&["patch", "cm", "settings", "--type=json", "-p", r#"[{"op":"test","path":"/data/a","value":"nope"}]"#]);
+    let out = c.kubectl(&[
+        "patch",
+        "cm",
+        "settings",
+        "--type=json",
+        "-p",
+        r#"[{"op":"test","path":"/data/a","value":"nope"}]"#,
+    ]);
     assert!(!out.status.success());
     let cm = json(&c.ok(&["get", "cm", "settings", "-o", "json"]));
     assert_eq!(cm["data"]["a"], "10");
@@ -180,9 +252,17 @@ fn reapply_merges_lists_by_key_and_removes_dropped_fields() {
     assert_eq!(d["spec"]["replicas"], 3);
     assert_eq!(d["metadata"]["generation"], 2);
     let labels = &d["metadata"]["labels"];
-    assert_eq!(labels["extra"], "kept", "fields apply never managed survive");
-    assert!(labels.get("stage").is_none(), "fields dropped from the manifest go: {labels}");
-    let containers = d["spec"]["template"]["spec"]["containers"].as_array().expect("containers");
+    assert_eq!(
+        labels["extra"], "kept",
+        "fields apply never managed survive"
+    );
+    assert!(
+        labels.get("stage").is_none(),
+        "fields dropped from the manifest go: {labels}"
+    );
+    let containers = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers");
     assert_eq!(containers.len(), 2);
     assert_eq!(containers[0]["image"], "registry.local/api:v2");
     let env: Vec<&str> = containers[0]["env"]
@@ -220,7 +300,14 @@ fn edit_with_an_editor() {
 fn watch_sees_added_modified_deleted() {
     let c = Cluster::start();
     let mut watcher = Command::new(common::kubectl_path())
-        .args(["get", "configmaps", "-w", "--output-watch-events", "-o", "name"])
+        .args([
+            "get",
+            "configmaps",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            "name",
+        ])
         .env("KUBECONFIG", c.kubeconfig())
         .env("HOME", c.dir.path())
         .stdout(Stdio::piped())
@@ -262,24 +349,49 @@ fn watch_sees_added_modified_deleted() {
 #[test]
 fn delete_explain_api_resources_and_server_dry_run() {
     let c = Cluster::start();
-    let dry = c.ok(&["create", "configmap", "dry", "--from-literal=a=b", "--dry-run=server", "-o", "json"]);
+    let dry = c.ok(&[
+        "create",
+        "configmap",
+        "dry",
+        "--from-literal=a=b",
+        "--dry-run=server",
+        "-o",
+        "json",
+    ]);
     assert_eq!(json(&dry)["metadata"]["name"], "dry");
     let out = c.kubectl(&["get", "configmap", "dry"]);
     assert!(!out.status.success(), "a server dry run stores nothing");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound") || String::from_utf8_lossy(&out.stderr).contains("not found"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("NotFound")
+            || String::from_utf8_lossy(&out.stderr).contains("not found")
+    );
 
     c.ok(&["create", "configmap", "gone", "--from-literal=a=b"]);
     let out = c.ok(&["delete", "configmap", "gone"]);
     assert!(out.contains("configmap \"gone\" deleted"), "{out}");
 
     let resources = c.ok(&["api-resources"]);
-    for r in ["pods", "deployments", "namespaces", "configmaps", "leases", "priorityclasses", "cronjobs"] {
-        assert!(resources.contains(r), "api-resources lacks {r}: {resources}");
+    for r in [
+        "pods",
+        "deployments",
+        "namespaces",
+        "configmaps",
+        "leases",
+        "priorityclasses",
+        "cronjobs",
+    ] {
+        assert!(
+            resources.contains(r),
+            "api-resources lacks {r}: {resources}"
+        );
     }
     assert!(resources.contains("deploy"), "short names shown");
 
     let explained = c.ok(&["explain", "pod.spec"]);
-    assert!(explained.contains("containers") && explained.contains("FIELDS"), "{explained}");
+    assert!(
+        explained.contains("containers") && explained.contains("FIELDS"),
+        "{explained}"
+    );
     let explained = c.ok(&["explain", "deployment.spec.template.spec.containers"]);
     assert!(explained.contains("image"), "{explained}");
 }
@@ -290,14 +402,25 @@ fn older_and_newer_kubectl_work_too() {
     for minor in [27, 33] {
         let kubectl = common::kubectl_version(minor);
         let name = format!("cm-{minor}");
-        let out = c.kubectl_with(&kubectl, &["create", "configmap", &name, "--from-literal=a=b"], None);
+        let out = c.kubectl_with(
+            &kubectl,
+            &["create", "configmap", &name, "--from-literal=a=b"],
+            None,
+        );
         common::assert_ok(&["create"], &out);
         let out = c.kubectl_with(&kubectl, &["apply", "-f", EXAMPLE], None);
         common::assert_ok(&["apply"], &out);
         let out = c.kubectl_with(&kubectl, &["get", "cm", "-A"], None);
         let text = common::assert_ok(&["get"], &out);
-        assert!(text.contains(&name) && text.contains("web-config"), "kubectl 1.{minor}: {text}");
-        let out = c.kubectl_with(&kubectl, &["get", "deploy", "-n", "demo", "-o", "wide"], None);
+        assert!(
+            text.contains(&name) && text.contains("web-config"),
+            "kubectl 1.{minor}: {text}"
+        );
+        let out = c.kubectl_with(
+            &kubectl,
+            &["get", "deploy", "-n", "demo", "-o", "wide"],
+            None,
+        );
         let text = common::assert_ok(&["get"], &out);
         assert!(text.contains("web"), "kubectl 1.{minor}: {text}");
     }

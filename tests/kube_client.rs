@@ -37,26 +37,60 @@ async fn typed_crud() {
     assert!(names.contains(&"kube-system".to_string()), "{names:?}");
 
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let created = cms.create(&PostParams::default(), &configmap("one", "1")).await.expect("create");
+    let created = cms
+        .create(&PostParams::default(), &configmap("one", "1"))
+        .await
+        .expect("create");
     assert!(created.metadata.uid.is_some() && created.metadata.resource_version.is_some());
     let got = cms.get("one").await.expect("get");
-    assert_eq!(got.data.as_ref().and_then(|d| d.get("value")).map(String::as_str), Some("1"));
+    assert_eq!(
+        got.data
+            .as_ref()
+            .and_then(|d| d.get("value"))
+            .map(String::as_str),
+        Some("1")
+    );
 
     let patched = cms
-        .patch("one", &PatchParams::default(), &Patch::Merge(json!({ "data": { "value": "2" } })))
+        .patch(
+            "one",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "data": { "value": "2" } })),
+        )
         .await
         .expect("merge patch");
-    assert_eq!(patched.data.as_ref().and_then(|d| d.get("value")).map(String::as_str), Some("2"));
-    assert_ne!(patched.metadata.resource_version, created.metadata.resource_version);
+    assert_eq!(
+        patched
+            .data
+            .as_ref()
+            .and_then(|d| d.get("value"))
+            .map(String::as_str),
+        Some("2")
+    );
+    assert_ne!(
+        patched.metadata.resource_version,
+        created.metadata.resource_version
+    );
 
     // Replacing with a stale resourceVersion conflicts.
     let mut stale = created.clone();
     stale.data = Some(BTreeMap::from([("value".to_string(), "stale".to_string())]));
-    let err = cms.replace("one", &PostParams::default(), &stale).await.expect_err("stale replace");
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 409), "{err:?}");
+    let err = cms
+        .replace("one", &PostParams::default(), &stale)
+        .await
+        .expect_err("stale replace");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409),
+        "{err:?}"
+    );
 
     for i in 0..5 {
-        cms.create(&PostParams::default(), &configmap(&format!("page-{i}"), "x")).await.expect("create");
+        cms.create(
+            &PostParams::default(),
+            &configmap(&format!("page-{i}"), "x"),
+        )
+        .await
+        .expect("create");
     }
     // Paginated list: every page at the first page's revision, no duplicates, nothing lost.
     let mut seen = Vec::new();
@@ -84,18 +118,30 @@ async fn typed_crud() {
         }
     }))
     .expect("deployment");
-    deployments.create(&PostParams::default(), &d).await.expect("create deployment");
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .expect("create deployment");
     let scale = deployments
-        .patch_scale("web", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": 4 } })))
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "replicas": 4 } })),
+        )
         .await
         .expect("scale");
     assert_eq!(scale.spec.and_then(|s| s.replicas), Some(4));
     let d = deployments.get("web").await.expect("get deployment");
     assert_eq!(d.spec.and_then(|s| s.replicas), Some(4));
 
-    cms.delete("one", &DeleteParams::default()).await.expect("delete");
+    cms.delete("one", &DeleteParams::default())
+        .await
+        .expect("delete");
     let err = cms.get("one").await.expect_err("deleted");
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404 && s.reason == "NotFound"), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404 && s.reason == "NotFound"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,15 +174,23 @@ async fn runtime_watcher_sees_every_change() {
         for i in 0..10 {
             let mut cm = configmap(&format!("{prefix}-{i}"), "0");
             cm.metadata.labels = Some(BTreeMap::from([("round".to_string(), prefix.to_string())]));
-            cms.create(&PostParams::default(), &cm).await.expect("create");
-        }
-        for i in 0..10 {
-            cms.patch(&format!("{prefix}-{i}"), &PatchParams::default(), &Patch::Merge(json!({"data": {"value": "1"}})))
+            cms.create(&PostParams::default(), &cm)
                 .await
-                .expect("patch");
+                .expect("create");
         }
         for i in 0..10 {
-            cms.delete(&format!("{prefix}-{i}"), &DeleteParams::default()).await.expect("delete");
+            cms.patch(
+                &format!("{prefix}-{i}"),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"value": "1"}})),
+            )
+            .await
+            .expect("patch");
+        }
+        for i in 0..10 {
+            cms.delete(&format!("{prefix}-{i}"), &DeleteParams::default())
+                .await
+                .expect("delete");
         }
         let (mut applied, mut deleted) = (0, 0);
         while applied < 20 || deleted < 10 {
@@ -156,9 +210,14 @@ async fn runtime_watcher_sees_every_change() {
         .await
         .expect("watch")
         .boxed();
-    cms.create(&PostParams::default(), &configmap("late", "x")).await.expect("create");
+    cms.create(&PostParams::default(), &configmap("late", "x"))
+        .await
+        .expect("create");
     let ev = tokio::time::timeout(Duration::from_secs(10), stream.next())
         .await
         .expect("event in time");
-    assert!(matches!(ev, Some(Ok(kube::api::WatchEvent::Added(_)))), "{ev:?}");
+    assert!(
+        matches!(ev, Some(Ok(kube::api::WatchEvent::Added(_)))),
+        "{ev:?}"
+    );
 }

@@ -48,8 +48,10 @@ fn wants_aggregated(headers: &HeaderMap) -> bool {
 
 fn aggregated_response(body: Value) -> Response {
     let mut resp = (StatusCode::OK, body.to_string()).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(AGGREGATED_V2));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(AGGREGATED_V2),
+    );
     resp.headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept"));
     resp
@@ -57,8 +59,10 @@ fn aggregated_response(body: Value) -> Response {
 
 fn json_response(body: Value) -> Response {
     let mut resp = (StatusCode::OK, body.to_string()).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp.headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept"));
     resp
@@ -190,10 +194,18 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> ApiResu
 fn subresource_shape(
     r: &ResourceInfo,
     sub: Subresource,
-) -> (&'static str, Option<(&'static str, &'static str)>, &'static [&'static str]) {
+) -> (
+    &'static str,
+    Option<(&'static str, &'static str)>,
+    &'static [&'static str],
+) {
     match sub {
         Subresource::Status => (r.kind, None, &["get", "patch", "update"]),
-        Subresource::Scale => ("Scale", Some(("autoscaling", "v1")), &["get", "patch", "update"]),
+        Subresource::Scale => (
+            "Scale",
+            Some(("autoscaling", "v1")),
+            &["get", "patch", "update"],
+        ),
         Subresource::Binding => ("Binding", None, &["create"]),
         Subresource::Log => ("Pod", None, &["get"]),
     }

@@ -15,7 +15,7 @@ use super::object;
 use super::path::{self, ApiPath};
 use super::query::Query;
 use super::registry::{ResourceInfo, Subresource};
-use super::rest::{DeleteOptions, PatchType, Written};
+use super::rest::{DeleteOptions, Patch, PatchType, Written};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::server::ApiState;
 use super::status::{success_status, ApiError, ApiResult};
@@ -99,11 +99,16 @@ async fn dispatch(
         ApiPath::GroupVersion { group, version } => {
             return discovery::resource_list(registry, &group, &version).map(json_response)
         }
-        ApiPath::Group { group } => return discovery::api_group(registry, &group).map(json_response),
+        ApiPath::Group { group } => {
+            return discovery::api_group(registry, &group).map(json_response)
+        }
         ApiPath::Resource(rp) => rp,
     };
     let r = rp.resource;
-    if r.namespaced && rp.namespace.is_none() && (rp.name.is_some() || *method != Method::GET && *method != Method::DELETE) {
+    if r.namespaced
+        && rp.namespace.is_none()
+        && (rp.name.is_some() || *method != Method::GET && *method != Method::DELETE)
+    {
         return Err(if rp.name.is_some() {
             ApiError::no_route(uri.path())
         } else {
@@ -141,7 +146,13 @@ async fn dispatch(
             let body = read_body(headers, body).await?;
             let opts = query.write_options()?;
             let written = state.rest.create(r, ns, body, &opts).await?;
-            Ok(encode_written(r, written, encoding, &query, StatusCode::CREATED))
+            Ok(encode_written(
+                r,
+                written,
+                encoding,
+                &query,
+                StatusCode::CREATED,
+            ))
         }
         (Method::POST, Some(name), Some(Subresource::Binding)) => {
             let body = read_body(headers, body).await?;
@@ -176,12 +187,30 @@ async fn dispatch(
                     let opts = query.write_options()?;
                     let written = state
                         .rest
-                        .patch(r, ns, name, patch_type, &bytes, sub, &opts)
+                        .patch(
+                            r,
+                            ns,
+                            name,
+                            Patch {
+                                patch_type,
+                                body: &bytes,
+                            },
+                            sub,
+                            &opts,
+                        )
                         .await?;
                     Ok(encode_written(r, written, encoding, &query, StatusCode::OK))
                 }
                 Some(Subresource::Scale) => {
-                    update_scale(state, r, ns, name, ScaleChange::Patch(patch_type, bytes), &query).await
+                    update_scale(
+                        state,
+                        r,
+                        ns,
+                        name,
+                        ScaleChange::Patch(patch_type, bytes),
+                        &query,
+                    )
+                    .await
                 }
                 Some(other) => Err(ApiError::method_not_allowed(format!(
                     "PATCH is not supported on {}/{}",
@@ -201,7 +230,12 @@ async fn dispatch(
             };
             let opts = query.delete_options(body_opts)?;
             let obj = state.rest.delete(r, ns, name, &opts).await?;
-            Ok(encode_plain(obj, encoding_no_table(encoding), StatusCode::OK, &[]))
+            Ok(encode_plain(
+                obj,
+                encoding_no_table(encoding),
+                StatusCode::OK,
+                &[],
+            ))
         }
         (Method::DELETE, None, None) => delete_collection(state, r, ns, &query).await,
         (m, _, sub) => Err(ApiError::method_not_allowed(format!(
@@ -289,7 +323,10 @@ async fn list(
     let filter = |obj: &Value| labels.matches(obj) && fields.matches(obj);
     let read = list_read(query)?;
     if let Read::Local = read {
-        if let Some(min) = query.get("resourceVersion").and_then(object::parse_resource_version) {
+        if let Some(min) = query
+            .get("resourceVersion")
+            .and_then(object::parse_resource_version)
+        {
             wait_for_revision(state, min).await?;
         }
     }
@@ -408,11 +445,23 @@ fn encode_written(
     query: &Query,
     status: StatusCode,
 ) -> Response {
-    encode_one(r, written.object, encoding, query, status, &written.warnings)
+    encode_one(
+        r,
+        written.object,
+        encoding,
+        query,
+        status,
+        &written.warnings,
+    )
 }
 
 /// Encodes a value as JSON or YAML with warning headers.
-pub fn encode_plain(value: Value, encoding: Encoding, status: StatusCode, warnings: &[String]) -> Response {
+pub fn encode_plain(
+    value: Value,
+    encoding: Encoding,
+    status: StatusCode,
+    warnings: &[String],
+) -> Response {
     let (body, ct) = match encoding {
         Encoding::Yaml => match serde_yaml_ng::to_string(&value) {
             Ok(y) => (y, "application/yaml"),
@@ -445,11 +494,13 @@ fn content_type(headers: &HeaderMap) -> String {
 }
 
 async fn read_bytes(body: Body) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError::too_large(format!(
-            "the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
-        ))
-    })
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::too_large(format!(
+                "the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
+            ))
+        })
 }
 
 /// Reads a JSON or YAML object body.
@@ -544,7 +595,10 @@ async fn update_scale(
         .pointer("/spec/replicas")
         .and_then(Value::as_i64)
         .ok_or_else(|| ApiError::bad_request("Scale: spec.replicas must be an integer"))?;
-    if let Some(rv) = wanted.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+    if let Some(rv) = wanted
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
         if Some(rv) != object::resource_version(&obj) {
             return Err(ApiError::stale(r, name));
         }
@@ -552,9 +606,24 @@ async fn update_scale(
     let patch = json!({ "spec": { "replicas": replicas } }).to_string();
     let written = state
         .rest
-        .patch(r, ns, name, PatchType::Merge, patch.as_bytes(), None, &opts)
+        .patch(
+            r,
+            ns,
+            name,
+            Patch {
+                patch_type: PatchType::Merge,
+                body: patch.as_bytes(),
+            },
+            None,
+            &opts,
+        )
         .await?;
-    Ok(encode_plain(scale_of(&written.object), Encoding::Json, StatusCode::OK, &[]))
+    Ok(encode_plain(
+        scale_of(&written.object),
+        Encoding::Json,
+        StatusCode::OK,
+        &[],
+    ))
 }
 
 /// `pods/binding`: the scheduler's way to assign a pod to a node, once.
@@ -575,9 +644,17 @@ async fn bind_pod(
     let opts = query.write_options()?;
     let pod = state.rest.objects().must_get(r, ns, name).await?;
     if object::is_deleting(&pod) {
-        return Err(ApiError::conflict(r, name, "pod is being deleted, cannot be assigned to a host"));
+        return Err(ApiError::conflict(
+            r,
+            name,
+            "pod is being deleted, cannot be assigned to a host",
+        ));
     }
-    if let Some(current) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+    if let Some(current) = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+    {
         return Err(ApiError::conflict(
             r,
             name,
@@ -585,12 +662,28 @@ async fn bind_pod(
         ));
     }
     let rv = object::resource_version(&pod).unwrap_or("").to_string();
-    let patch = json!({ "metadata": { "resourceVersion": rv }, "spec": { "nodeName": node } }).to_string();
+    let patch =
+        json!({ "metadata": { "resourceVersion": rv }, "spec": { "nodeName": node } }).to_string();
     state
         .rest
-        .patch(r, ns, name, PatchType::Merge, patch.as_bytes(), None, &opts)
+        .patch(
+            r,
+            ns,
+            name,
+            Patch {
+                patch_type: PatchType::Merge,
+                body: patch.as_bytes(),
+            },
+            None,
+            &opts,
+        )
         .await?;
-    Ok(encode_plain(success_status(r, name, object::uid(&pod)), Encoding::Json, StatusCode::CREATED, &[]))
+    Ok(encode_plain(
+        success_status(r, name, object::uid(&pod)),
+        Encoding::Json,
+        StatusCode::CREATED,
+        &[],
+    ))
 }
 
 /// `pods/log` is served by the node agent that runs the pod.
@@ -635,7 +728,11 @@ async fn delete_collection(
     let mut deleted = Vec::new();
     for obj in page.items {
         let name = object::name(&obj).unwrap_or_default().to_string();
-        match state.rest.delete(r, object::namespace(&obj), &name, &opts).await {
+        match state
+            .rest
+            .delete(r, object::namespace(&obj), &name, &opts)
+            .await
+        {
             Ok(o) => deleted.push(o),
             Err(e) if e.reason == "NotFound" => {}
             Err(e) => return Err(e),

@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod handlers;
 pub mod object;
 pub mod openapi;
+pub mod patch_strategy;
 pub mod path;
 pub mod query;
 pub mod registry;

@@ -17,9 +17,14 @@ pub struct ResourcePath<'r> {
 #[derive(Debug)]
 pub enum ApiPath<'r> {
     /// `/api/v1` or `/apis/apps/v1`: the resource list of a group version.
-    GroupVersion { group: String, version: String },
+    GroupVersion {
+        group: String,
+        version: String,
+    },
     /// `/apis/apps`: a group.
-    Group { group: String },
+    Group {
+        group: String,
+    },
     Resource(ResourcePath<'r>),
 }
 
@@ -39,7 +44,11 @@ pub fn parse<'r>(registry: &'r Registry, full: &str, legacy: bool) -> ApiResult<
         }
     } else {
         match segments.as_slice() {
-            [g] => return Ok(ApiPath::Group { group: g.to_string() }),
+            [g] => {
+                return Ok(ApiPath::Group {
+                    group: g.to_string(),
+                })
+            }
             [g, v, rest @ ..] => (*g, *v, rest),
             _ => return Err(ApiError::no_route(full)),
         }
@@ -58,7 +67,10 @@ pub fn parse<'r>(registry: &'r Registry, full: &str, legacy: bool) -> ApiResult<
     // `namespaces/{ns}/{plural}/...` names a namespaced resource, unless the third segment is a
     // subresource of the namespace itself (`namespaces/{name}/status`).
     if let ["namespaces", ns, plural, tail @ ..] = rest {
-        if let Some(r) = registry.find(group, version, plural).filter(|r| r.namespaced) {
+        if let Some(r) = registry
+            .find(group, version, plural)
+            .filter(|r| r.namespaced)
+        {
             let (name, sub) = name_and_sub(r, tail, full)?;
             return Ok(ApiPath::Resource(ResourcePath {
                 resource: r,

@@ -94,12 +94,16 @@ mod tests {
 
     #[test]
     fn decodes_repeated_and_escaped_keys() {
-        let q = Query::parse(Some("labelSelector=app%3Dweb%2Ctier+in+%28a%29&dryRun=All&limit=5&watch=1"));
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+%28a%29&dryRun=All&limit=5&watch=1",
+        ));
         assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
         assert!(q.write_options().expect("valid").dry_run);
         assert_eq!(q.number::<usize>("limit").expect("valid"), Some(5));
         assert!(q.flag("watch").expect("valid"));
-        assert!(Query::parse(Some("limit=x")).number::<usize>("limit").is_err());
+        assert!(Query::parse(Some("limit=x"))
+            .number::<usize>("limit")
+            .is_err());
         assert!(Query::parse(Some("dryRun=Some")).write_options().is_err());
     }
 }

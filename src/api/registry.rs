@@ -259,7 +259,9 @@ mod tests {
         assert_eq!(pod.kind, "Pod");
         assert_eq!(pod.schema_name, "io.k8s.api.core.v1.Pod");
         assert_eq!(pod.group_version_path(), "/api/v1");
-        let deploy = reg.find_kind("apps", "v1", "Deployment").expect("deployments");
+        let deploy = reg
+            .find_kind("apps", "v1", "Deployment")
+            .expect("deployments");
         assert_eq!(deploy.group_version_path(), "/apis/apps/v1");
         assert_eq!(deploy.api_version(), "apps/v1");
     }

@@ -75,6 +75,13 @@ impl PatchType {
     }
 }
 
+/// A patch request: its media type and document.
+#[derive(Debug, Clone, Copy)]
+pub struct Patch<'a> {
+    pub patch_type: PatchType,
+    pub body: &'a [u8],
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Propagation {
     Orphan,
@@ -248,18 +255,18 @@ impl Rest {
     }
 
     /// PATCH an object or its status subresource.
-    #[tracing::instrument(skip_all, fields(resource = r.plural, ns = url_namespace, name, ?patch_type))]
+    #[tracing::instrument(skip_all, fields(resource = r.plural, ns = url_namespace, name, patch_type = ?patch.patch_type))]
     pub async fn patch(
         &self,
         r: &ResourceInfo,
         url_namespace: Option<&str>,
         name: &str,
-        patch_type: PatchType,
-        patch: &[u8],
+        patch: Patch<'_>,
         sub: Option<Subresource>,
         opts: &WriteOptions,
     ) -> ApiResult<Written> {
-        let patch = parse_patch(patch_type, patch)?;
+        let patch_type = patch.patch_type;
+        let patch = parse_patch(patch_type, patch.body)?;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let old = self.objects.must_get(r, url_namespace, name).await?;
             let patched = self.apply_patch(r, &old, patch_type, &patch)?;
@@ -292,7 +299,9 @@ impl Rest {
             (PatchType::Json, PatchDoc::Json(p)) => {
                 let mut doc = old.clone();
                 json_patch::patch(&mut doc, p).map_err(|e| {
-                    ApiError::unprocessable(format!("the server rejected our request due to an error in our request: {e}"))
+                    ApiError::unprocessable(format!(
+                        "the server rejected our request due to an error in our request: {e}"
+                    ))
                 })?;
                 Ok(doc)
             }
@@ -342,7 +351,9 @@ impl Rest {
         let mut new = old.clone();
         let mut finalizers = object::finalizers(old);
         match opts.propagation {
-            Some(Propagation::Foreground) if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
+            Some(Propagation::Foreground)
+                if !finalizers.iter().any(|f| f == "foregroundDeletion") =>
+            {
                 finalizers.push("foregroundDeletion".into())
             }
             Some(Propagation::Orphan) if !finalizers.iter().any(|f| f == "orphan") => {
@@ -423,25 +434,26 @@ impl Rest {
             )));
         }
         check_type_meta(r, &mut body)?;
-        if r.namespaced {
-            match (object::namespace(&body), url_namespace) {
-                (Some(b), Some(u)) if b != u => {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ))
-                }
-                (None, Some(u)) => object::set_meta(&mut body, "namespace", json!(u)),
-                _ => {}
-            }
-        } else {
-            object::remove_meta(&mut body, "namespace");
-        }
-        let typed = (r.roundtrip)(body.clone()).map_err(|e| {
+        // Type errors first, before anything below reshapes the body.
+        let mut typed = (r.roundtrip)(body.clone()).map_err(|e| {
             ApiError::bad_request(format!(
                 "{} in version \"{}\" cannot be handled as a {}: {}",
                 r.kind, r.version, r.kind, e
             ))
         })?;
+        if r.namespaced {
+            match (object::namespace(&typed), url_namespace) {
+                (Some(b), Some(u)) if b != u => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
+                (None, Some(u)) => object::set_meta(&mut typed, "namespace", json!(u)),
+                _ => {}
+            }
+        } else {
+            object::remove_meta(&mut typed, "namespace");
+        }
         let mut unknown = Vec::new();
         unknown_fields(&body, &typed, "", &mut unknown);
         let mut warnings = Vec::new();
@@ -460,10 +472,6 @@ impl Rest {
                 FieldValidation::Warn => warnings = msgs,
                 FieldValidation::Ignore => {}
             }
-        }
-        let mut typed = typed;
-        if r.group.is_empty() && r.kind == "Secret" {
-            fold_string_data(&mut typed);
         }
         Ok((typed, warnings))
     }
@@ -496,7 +504,12 @@ impl Rest {
         }
         object::set_meta(obj, "uid", json!(uuid::Uuid::new_v4().to_string()));
         object::set_meta(obj, "creationTimestamp", json!(object::now_rfc3339()));
-        for field in ["deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+        for field in [
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+            "managedFields",
+        ] {
             object::remove_meta(obj, field);
         }
         if obj.get("spec").is_some() {
@@ -562,7 +575,10 @@ impl Rest {
         if !errors.is_empty() {
             return Err(invalid(r, &name, &errors));
         }
-        if object::is_deleting(&new) && object::finalizers(&new).is_empty() && namespace_released(r, &new) {
+        if object::is_deleting(&new)
+            && object::finalizers(&new).is_empty()
+            && namespace_released(r, &new)
+        {
             if opts.dry_run {
                 return Ok(new);
             }
@@ -590,9 +606,9 @@ impl Rest {
             .await?;
         match found {
             None => Err(ApiError::not_found(ns_resource, ns)),
-            Some(n) if object::is_deleting(&n) => Err(ApiError::forbidden(
-                format!("unable to create new content in namespace {ns} because it is being terminated"),
-            )),
+            Some(n) if object::is_deleting(&n) => Err(ApiError::forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ))),
             Some(_) => Ok(()),
         }
     }
@@ -673,27 +689,6 @@ fn unknown_fields(input: &Value, typed: &Value, path: &str, out: &mut Vec<String
     }
 }
 
-/// `stringData` is a write-only convenience: its entries land base64-encoded in `data`.
-fn fold_string_data(secret: &mut Value) {
-    use base64::Engine as _;
-    let Some(string_data) = secret
-        .as_object_mut()
-        .and_then(|m| m.remove("stringData"))
-    else {
-        return;
-    };
-    let Value::Object(entries) = string_data else {
-        return;
-    };
-    if !secret.get("data").is_some_and(Value::is_object) {
-        secret["data"] = json!({});
-    }
-    for (k, v) in entries {
-        let text = v.as_str().unwrap_or_default();
-        secret["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
-    }
-}
-
 /// Server-owned metadata survives every update; clients cannot change it.
 fn keep_system_metadata(old: &Value, new: &mut Value) {
     for field in [
@@ -716,7 +711,21 @@ fn keep_system_metadata(old: &Value, new: &mut Value) {
 fn reset_status_for_create(r: &ResourceInfo, obj: &mut Value) {
     let status = match (r.group, r.kind) {
         ("", "Pod") => json!({ "phase": "Pending", "qosClass": qos_class(obj) }),
-        ("", "Namespace") => json!({ "phase": "Active" }),
+        ("", "Namespace") => {
+            // The namespace strategy's create-time finalizer: deletion waits for the namespace
+            // controller to empty the namespace.
+            let finalizers = obj
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if !finalizers.iter().any(|f| f == "kubernetes") {
+                let mut all = finalizers;
+                all.push(json!("kubernetes"));
+                obj["spec"]["finalizers"] = Value::Array(all);
+            }
+            json!({ "phase": "Active" })
+        }
         // Nodes report their own status when they register.
         ("", "Node") => return,
         _ => json!({}),
@@ -737,7 +746,11 @@ fn qos_class(pod: &Value) -> &'static str {
         let requests = c.pointer("/resources/requests");
         let limits = c.pointer("/resources/limits");
         let has = |v: Option<&Value>, k: &str| v.and_then(|m| m.get(k)).is_some();
-        if has(requests, "cpu") || has(requests, "memory") || has(limits, "cpu") || has(limits, "memory") {
+        if has(requests, "cpu")
+            || has(requests, "memory")
+            || has(limits, "cpu")
+            || has(limits, "memory")
+        {
             any = true;
         }
         for res in ["cpu", "memory"] {
@@ -773,14 +786,21 @@ fn generate_name(prefix: &str) -> String {
     format!("{prefix}{suffix}")
 }
 
-fn check_preconditions(r: &ResourceInfo, name: &str, obj: &Value, opts: &DeleteOptions) -> ApiResult<()> {
+fn check_preconditions(
+    r: &ResourceInfo,
+    name: &str,
+    obj: &Value,
+    opts: &DeleteOptions,
+) -> ApiResult<()> {
     if let Some(uid) = &opts.precondition_uid {
         let have = object::uid(obj).unwrap_or("");
         if have != uid {
             return Err(ApiError::conflict(
                 r,
                 name,
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
+                ),
             ));
         }
     }
@@ -802,20 +822,11 @@ fn invalid(r: &ResourceInfo, name: &str, errors: &[FieldError]) -> ApiError {
         .iter()
         .map(|e| Cause {
             reason: e.reason.cause_type().to_string(),
-            message: message_without_field(e),
+            message: e.body(),
             field: e.field.clone(),
         })
         .collect();
     ApiError::invalid(r, name, causes)
-}
-
-/// Upstream's cause messages name the field separately from the message.
-fn message_without_field(e: &FieldError) -> String {
-    let full = e.message();
-    match full.strip_prefix(&format!("{}: ", e.field)) {
-        Some(rest) => rest.to_string(),
-        None => full,
-    }
 }
 
 /// A parsed patch document.
@@ -849,11 +860,12 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_found_with_paths() {
-        let input = json!({"spec": {"containers": [{"name": "a", "imag": "x"}], "bogus": 1}, "x": null});
+        let input =
+            json!({"spec": {"containers": [{"name": "a", "imag": "x"}], "bogus": 1}, "x": null});
         let typed = json!({"spec": {"containers": [{"name": "a"}]}});
         let mut out = Vec::new();
         unknown_fields(&input, &typed, "", &mut out);
-        assert_eq!(out, vec!["spec.containers[0].imag", "spec.bogus"]);
+        assert_eq!(out, vec!["spec.bogus", "spec.containers[0].imag"]);
     }
 
     #[test]

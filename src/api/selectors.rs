@@ -75,7 +75,9 @@ fn split_top_level(input: &str) -> Result<Vec<&str>, String> {
             ')' => {
                 depth -= 1;
                 if depth < 0 {
-                    return Err(format!("unable to parse requirement: unexpected ')' in {input:?}"));
+                    return Err(format!(
+                        "unable to parse requirement: unexpected ')' in {input:?}"
+                    ));
                 }
             }
             ',' if depth == 0 => {
@@ -86,7 +88,9 @@ fn split_top_level(input: &str) -> Result<Vec<&str>, String> {
         }
     }
     if depth != 0 {
-        return Err(format!("unable to parse requirement: unclosed '(' in {input:?}"));
+        return Err(format!(
+            "unable to parse requirement: unclosed '(' in {input:?}"
+        ));
     }
     parts.push(&input[start..]);
     Ok(parts)
@@ -145,7 +149,9 @@ fn parse_requirement(term: &str) -> Result<LabelRequirement, String> {
             check_label_value(v)?;
         }
         if values.is_empty() && !negated {
-            return Err("unable to parse requirement: for 'in' operator, values set can't be empty".into());
+            return Err(
+                "unable to parse requirement: for 'in' operator, values set can't be empty".into(),
+            );
         }
         let op = if negated {
             LabelOp::NotIn(values)
@@ -171,13 +177,16 @@ fn check_label_key(key: &str) -> Result<(), String> {
     };
     let name_ok = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     let prefix_ok = prefix.is_none_or(|p| {
         !p.is_empty()
             && p.len() <= 253
-            && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c))
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c))
     });
     if name_ok && prefix_ok {
         Ok(())
@@ -191,7 +200,9 @@ fn check_label_key(key: &str) -> Result<(), String> {
 fn check_label_value(value: &str) -> Result<(), String> {
     let ok = value.is_empty()
         || (value.len() <= 63
-            && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             && value.starts_with(|c: char| c.is_ascii_alphanumeric())
             && value.ends_with(|c: char| c.is_ascii_alphanumeric()));
     if ok {
@@ -225,13 +236,13 @@ impl FieldSelector {
             } else if let Some((f, v)) = term.split_once('=') {
                 (f, false, v)
             } else {
-                return Err(format!("invalid selector: '{term}'; can't understand '{term}'"));
+                return Err(format!(
+                    "invalid selector: '{term}'; can't understand '{term}'"
+                ));
             };
             let field = field.trim();
             if !supported_fields(resource).contains(&field) {
-                return Err(format!(
-                    "field label not supported: {field}"
-                ));
+                return Err(format!("field label not supported: {field}"));
             }
             terms.push((field.to_string(), negated, value.trim().to_string()));
         }
@@ -354,7 +365,14 @@ mod tests {
 
     #[test]
     fn label_selector_errors() {
-        for bad in ["app in web", "app in (", "a b c", "-bad=x", "app=Bad Value!", "x in ()"] {
+        for bad in [
+            "app in web",
+            "app in (",
+            "a b c",
+            "-bad=x",
+            "app=Bad Value!",
+            "x in ()",
+        ] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad} should fail");
         }
     }
@@ -363,7 +381,8 @@ mod tests {
     fn field_selectors_per_kind() {
         let reg = Registry::builtin();
         let pods = reg.find("", "v1", "pods").expect("pods");
-        let s = FieldSelector::parse("status.phase=Running,metadata.name!=y", pods).expect("parses");
+        let s =
+            FieldSelector::parse("status.phase=Running,metadata.name!=y", pods).expect("parses");
         assert!(s.matches(&obj(json!({}))));
         let s = FieldSelector::parse("spec.nodeName=", pods).expect("parses");
         assert!(s.matches(&obj(json!({}))));

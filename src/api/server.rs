@@ -120,10 +120,11 @@ async fn serve_connection(
             .and_then(|certs| certs.first())
             .and_then(|c| auth::identity_from_cert(c)),
     );
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(identity.clone());
-        router.clone().oneshot(req.map(axum::body::Body::new))
-    });
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(identity.clone());
+            router.clone().oneshot(req.map(axum::body::Body::new))
+        });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     if let Err(e) = builder
         .serve_connection_with_upgrades(TokioIo::new(tls), service)
@@ -145,10 +146,13 @@ fn tls_config(pki: &ClusterPki) -> Result<rustls::ServerConfig, ServeError> {
         roots.add(ca.map_err(|e| tls(&e))?).map_err(|e| tls(&e))?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| tls(&e))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| tls(&e))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls(&e))?
@@ -161,7 +165,10 @@ fn tls_config(pki: &ClusterPki) -> Result<rustls::ServerConfig, ServeError> {
 
 fn router(state: Arc<ApiState>, authenticator: Arc<Authenticator>) -> Router {
     let api = Router::new()
-        .route("/version", get(|| async { json_response(discovery::version()) }))
+        .route(
+            "/version",
+            get(|| async { json_response(discovery::version()) }),
+        )
         .route("/healthz", get(health))
         .route("/livez", get(health))
         .route("/readyz", get(health))
@@ -212,7 +219,20 @@ async fn group_discovery(State(state): State<Arc<ApiState>>, headers: HeaderMap)
     discovery::groups(state.rest.registry(), &headers)
 }
 
-async fn openapi_v2(State(state): State<Arc<ApiState>>) -> Response {
+/// kubectl asks for the v2 document in gnostic's protobuf form; other clients get JSON.
+async fn openapi_v2(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if super::openapi::v2_accepts_protobuf(accept) {
+        let mut resp = (StatusCode::OK, state.openapi.v2_protobuf().to_vec()).into_response();
+        resp.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static(super::openapi::V2_PROTOBUF_CONTENT_TYPE),
+        );
+        return resp;
+    }
     json_response(state.openapi.v2().clone())
 }
 

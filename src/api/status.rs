@@ -23,7 +23,7 @@ pub struct ApiError {
     pub code: StatusCode,
     pub reason: &'static str,
     pub message: String,
-    details: Option<Details>,
+    details: Option<Box<Details>>,
     retry_after_seconds: Option<u32>,
 }
 
@@ -56,12 +56,12 @@ impl ApiError {
     }
 
     fn with_details(mut self, r: &ResourceInfo, name: &str) -> Self {
-        self.details = Some(Details {
+        self.details = Some(Box::new(Details {
             name: name.to_string(),
             group: r.group.to_string(),
             kind: r.plural.to_string(),
             causes: Vec::new(),
-        });
+        }));
         self
     }
 
@@ -140,12 +140,12 @@ impl ApiError {
             "Invalid",
             format!("{} \"{}\" is invalid: {}", r.kind, name, joined),
         );
-        err.details = Some(Details {
+        err.details = Some(Box::new(Details {
             name: name.to_string(),
             group: r.group.to_string(),
             kind: r.kind.to_string(),
             causes,
-        });
+        }));
         err
     }
 
@@ -270,7 +270,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.code.as_u16(), self.reason, self.message)
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code.as_u16(),
+            self.reason,
+            self.message
+        )
     }
 }
 

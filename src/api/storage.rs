@@ -253,7 +253,12 @@ impl Objects {
     }
 
     /// Compare-and-swap update: `expected` is the resourceVersion the change was computed from.
-    pub async fn update(&self, r: &ResourceInfo, obj: &Value, expected: Revision) -> ApiResult<Value> {
+    pub async fn update(
+        &self,
+        r: &ResourceInfo,
+        obj: &Value,
+        expected: Revision,
+    ) -> ApiResult<Value> {
         let name = object::name(obj).unwrap_or_default().to_string();
         let key = object_key(r, object::namespace(obj), &name);
         let value = encode(obj)?;

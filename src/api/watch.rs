@@ -51,7 +51,10 @@ impl WatchSpec {
 /// How the stream starts.
 enum Start {
     /// Synthetic ADDED events for the state read with this consistency, then changes.
-    WithState { read: Read, initial_events_end: bool },
+    WithState {
+        read: Read,
+        initial_events_end: bool,
+    },
     /// Changes after this revision only.
     After(Revision),
 }
@@ -80,7 +83,11 @@ pub async fn serve(
         timeout,
     };
     let start = start_of(query)?;
-    if let Start::WithState { initial_events_end: true, .. } = start {
+    if let Start::WithState {
+        initial_events_end: true,
+        ..
+    } = start
+    {
         if !spec.bookmarks {
             return Err(ApiError::invalid_plain(
                 "sendInitialEvents requires allowWatchBookmarks=true",
@@ -89,15 +96,23 @@ pub async fn serve(
     }
     let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     tokio::spawn(async move {
-        let span = tracing::debug_span!("watch", resource = spec.resource.plural, prefix = spec.prefix);
+        let span = tracing::debug_span!(
+            "watch",
+            resource = spec.resource.plural,
+            prefix = spec.prefix
+        );
         let _ = tracing::Instrument::instrument(run(state, spec, start, tx), span).await;
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(resp)
 }
 
@@ -156,7 +171,7 @@ async fn run(state: Arc<ApiState>, spec: WatchSpec, start: Start, tx: Sink) -> R
     };
     let objects = state.rest.objects();
     let mut after = match start {
-        Start::After(rv) if rv == 0 => objects.store().current_revision(),
+        Start::After(0) => objects.store().current_revision(),
         Start::After(rv) => rv,
         Start::WithState {
             read,
@@ -283,7 +298,8 @@ impl EventWriter<'_> {
             "apiVersion": self.spec.resource.api_version(),
             "metadata": metadata,
         });
-        self.send(json!({ "type": "BOOKMARK", "object": object })).await
+        self.send(json!({ "type": "BOOKMARK", "object": object }))
+            .await
     }
 
     async fn error(&mut self, err: ApiError) -> Result<(), ()> {

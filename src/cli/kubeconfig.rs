@@ -73,7 +73,12 @@ pub fn merge(path: &Path, server: &str, pki: &ClusterPki) -> anyhow::Result<()> 
     for c in contexts {
         upsert(&mut config, "contexts", c);
     }
-    if config.get("current-context").and_then(Value::as_str).unwrap_or("").is_empty() {
+    if config
+        .get("current-context")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
         config["current-context"] = json!(NAME);
     }
     save(path, &config)

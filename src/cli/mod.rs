@@ -14,7 +14,12 @@ use clap::{Parser, Subcommand};
 #[command(name = "wkube", version, about, long_about = None)]
 pub struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `wkube=debug`.
-    #[arg(long, global = true, env = "WKUBE_LOG", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "WKUBE_LOG",
+        default_value = "info,openraft=warn"
+    )]
     log: String,
 
     #[command(subcommand)]
@@ -44,7 +49,10 @@ fn home_dir() -> PathBuf {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("wkube: cannot start the async runtime: {e}");

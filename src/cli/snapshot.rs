@@ -57,12 +57,16 @@ async fn save(file: &Path, data_dir: &Path, kubeconfig: Option<&Path>) -> anyhow
         },
     };
     std::fs::rename(&tmp, file).with_context(|| format!("writing {}", file.display()))?;
-    println!("wkube: snapshot at revision {revision} saved to {}", file.display());
+    println!(
+        "wkube: snapshot at revision {revision} saved to {}",
+        file.display()
+    );
     Ok(())
 }
 
 fn save_offline(data_dir: &Path, out: &Path) -> anyhow::Result<u64> {
-    let mut f = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut f =
+        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let rev = Store::save_snapshot_offline(data_dir, &mut f)?;
     f.sync_all()?;
     Ok(rev)

@@ -63,7 +63,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     ));
 
     let rest = Rest::with_builtin_kinds(store.clone());
-    bootstrap(&rest).await.context("creating system namespaces")?;
+    bootstrap(&rest)
+        .await
+        .context("creating system namespaces")?;
+
+    tokio::spawn(crate::controllers::namespace::run(rest.clone()));
 
     let mut authenticator = Authenticator::new();
     authenticator.add_token(
@@ -83,7 +87,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.merge_kubeconfig {
         let target = default_kubeconfig();
         super::kubeconfig::merge(&target, &url, &pki)?;
-        say(&format!("merged context \"wkube\" into {}", target.display()));
+        say(&format!(
+            "merged context \"wkube\" into {}",
+            target.display()
+        ));
     }
     say(&format!("API server listening on {url}"));
     say(&format!("kubeconfig written to {}", kubeconfig.display()));

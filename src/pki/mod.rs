@@ -106,7 +106,11 @@ impl ClusterPki {
     }
 
     /// Issues a client certificate for `user` in `groups`, signed by the cluster CA.
-    pub fn issue_client_cert(&self, user: &str, groups: &[&str]) -> Result<(String, String), PkiError> {
+    pub fn issue_client_cert(
+        &self,
+        user: &str,
+        groups: &[&str],
+    ) -> Result<(String, String), PkiError> {
         let ca_key = KeyPair::from_pem(&self.ca_key_pem)?;
         let issuer = Issuer::from_ca_cert_pem(&self.ca_cert_pem, ca_key)?;
         issue_client(&issuer, user, groups)
@@ -210,9 +214,7 @@ fn issue_client(
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.distinguished_name.push(DnType::CommonName, user);
     for g in groups {
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, *g);
+        params.distinguished_name.push(DnType::OrganizationName, *g);
     }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];

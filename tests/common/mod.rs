@@ -96,11 +96,18 @@ impl Cluster {
             .env("KUBECONFIG", self.kubeconfig())
             .env("HOME", self.dir.path())
             .env_remove("KUBE_EDITOR")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| {
-            panic!("cannot run {} ({e}); install kubectl (the README's test command does)", kubectl.display())
+            panic!(
+                "cannot run {} ({e}); install kubectl (the README's test command does)",
+                kubectl.display()
+            )
         });
         if let Some(input) = stdin {
             use std::io::Write as _;
@@ -159,7 +166,10 @@ pub fn assert_ok(args: &[&str], out: &Output) -> String {
 }
 
 fn unsafe_sigterm(pid: u32) {
-    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
 }
 
 /// The kubectl the tests use by default (1.32 on the build machines).
@@ -185,7 +195,10 @@ fn spawn(data_dir: &Path, extra: &[String]) -> (Child, String) {
         .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
-        .env("WKUBE_LOG", std::env::var("WKUBE_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "WKUBE_LOG",
+            std::env::var("WKUBE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -220,7 +233,10 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
         if let Some(v) = f() {
             return v;
         }
-        assert!(std::time::Instant::now() < deadline, "condition not met within {timeout:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
