@@ -84,8 +84,12 @@ async fn hostile_requests_get_proper_statuses_and_change_nothing() {
 
     let long_name = "a".repeat(300);
     let huge_body = vec![b' '; 4 * 1024 * 1024];
-    let big_value = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"},
+    let big_configmap =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"},
         "data": {"blob": "x".repeat(2 * 1024 * 1024)}})
+        .to_string();
+    let big_pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "big"},
+        "spec": {"containers": [{"name": "c", "image": "x", "args": ["y".repeat(2 * 1024 * 1024)]}]}})
     .to_string();
     let existing = format!("{CM}/existing");
     let victim = format!("{CM}/victim");
@@ -225,12 +229,23 @@ async fn hostile_requests_get_proper_statuses_and_change_nothing() {
             413,
             "RequestEntityTooLarge",
         ),
+        // The apiserver's own limit for configmap data (1 MiB) comes first...
         case(
-            "object over 1.5 MiB",
+            "configmap over 1 MiB",
             Method::POST,
             CM,
             JSON,
-            big_value,
+            big_configmap,
+            422,
+            "Invalid",
+        ),
+        // ...and the store's value limit (1.5 MiB, like etcd's) catches everything else.
+        case(
+            "object over the store's 1.5 MiB",
+            Method::POST,
+            "/api/v1/namespaces/default/pods",
+            JSON,
+            big_pod,
             413,
             "RequestEntityTooLarge",
         ),

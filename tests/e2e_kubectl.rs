@@ -106,6 +106,14 @@ fn apply_get_describe_and_the_output_formats() {
     );
     let described_ns = c.ok(&["describe", "namespace", "demo"]);
     assert!(described_ns.contains("Active"), "{described_ns}");
+
+    // Deleting the namespace empties it, then removes it (kubectl waits for both).
+    let out = c.ok(&["delete", "namespace", "demo", "--timeout=60s"]);
+    assert!(out.contains("namespace \"demo\" deleted"), "{out}");
+    let gone = c.kubectl(&["get", "namespace", "demo"]);
+    assert!(!gone.status.success(), "namespace still there");
+    let left = c.ok(&["get", "configmaps,secrets,deployments", "-A", "-o", "name"]);
+    assert!(!left.contains("web"), "namespace contents survived: {left}");
 }
 
 #[test]
@@ -278,6 +286,12 @@ fn reapply_merges_lists_by_key_and_removes_dropped_fields() {
     assert!(out.contains("unchanged"), "{out}");
     let again = json(&c.ok(&["get", "deploy", "api", "-o", "json"]));
     assert_eq!(again["metadata"]["resourceVersion"], rv);
+
+    // The scale subresource, as `kubectl scale` uses it.
+    let out = c.ok(&["scale", "deployment", "api", "--replicas=5"]);
+    assert!(out.contains("scaled"), "{out}");
+    let scaled = json(&c.ok(&["get", "deploy", "api", "-o", "json"]));
+    assert_eq!(scaled["spec"]["replicas"], 5);
 }
 
 #[test]
@@ -299,25 +313,15 @@ fn edit_with_an_editor() {
 #[test]
 fn watch_sees_added_modified_deleted() {
     let c = Cluster::start();
+    c.ok(&["create", "configmap", "sentinel", "--from-literal=k=v"]);
     let mut watcher = Command::new(common::kubectl_path())
-        .args([
-            "get",
-            "configmaps",
-            "-w",
-            "--output-watch-events",
-            "-o",
-            "name",
-        ])
+        .args(["get", "configmaps", "-w", "--output-watch-events"])
         .env("KUBECONFIG", c.kubeconfig())
         .env("HOME", c.dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("kubectl get -w");
-    std::thread::sleep(Duration::from_millis(700));
-    c.ok(&["create", "configmap", "w1", "--from-literal=k=v"]);
-    c.ok(&["label", "configmap", "w1", "x=y"]);
-    c.ok(&["delete", "configmap", "w1"]);
     let mut stdout = watcher.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -331,19 +335,46 @@ fn watch_sees_added_modified_deleted() {
             let _ = tx.send(all.clone());
         }
     });
-    let seen = eventually(Duration::from_secs(15), || {
-        let mut last = None;
-        while let Ok(s) = rx.try_recv() {
-            last = Some(s);
-        }
-        last.filter(|s| s.contains("DELETED"))
-    });
+    let mut latest = String::new();
+    let mut wait_for = |needle: &str| {
+        eventually(Duration::from_secs(20), || {
+            while let Ok(s) = rx.try_recv() {
+                latest = s;
+            }
+            latest.contains(needle).then(|| latest.clone())
+        })
+    };
+    // The watch is established once it has listed what exists.
+    wait_for("sentinel");
+    c.ok(&["create", "configmap", "w1", "--from-literal=k=v"]);
+    c.ok(&["label", "configmap", "w1", "x=y"]);
+    c.ok(&["delete", "configmap", "w1"]);
+    let seen = wait_for("DELETED");
     let _ = watcher.kill();
     let _ = watcher.wait();
-    let lines: Vec<&str> = seen.lines().collect();
-    assert!(lines.contains(&"ADDED configmap/w1"), "{seen}");
-    assert!(lines.contains(&"MODIFIED configmap/w1"), "{seen}");
-    assert!(lines.contains(&"DELETED configmap/w1"), "{seen}");
+    // Table rows: EVENT NAME DATA AGE.
+    let events: Vec<(String, String)> = seen
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?.to_string(), words.next()?.to_string()))
+        })
+        .collect();
+    assert_eq!(
+        events.first(),
+        Some(&("EVENT".to_string(), "NAME".to_string())),
+        "{seen}"
+    );
+    assert!(
+        events.contains(&("ADDED".to_string(), "sentinel".to_string())),
+        "{seen}"
+    );
+    for kind in ["ADDED", "MODIFIED", "DELETED"] {
+        assert!(
+            events.contains(&(kind.to_string(), "w1".to_string())),
+            "no {kind} in {seen}"
+        );
+    }
 }
 
 #[test]

@@ -494,14 +494,32 @@ fn content_type(headers: &HeaderMap) -> String {
 }
 
 async fn read_bytes(body: Body) -> ApiResult<Bytes> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::too_large(format!(
-                "the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
-            ))
-        })
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen += data.len();
+        if seen <= MAX_BODY_BYTES {
+            buf.extend_from_slice(&data);
+        } else if seen > MAX_DRAINED_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(ApiError::too_large(format!(
+            "the request body is larger than the limit of {MAX_BODY_BYTES} bytes"
+        )));
+    }
+    Ok(buf.freeze())
 }
+
+/// An oversized body is read (and dropped) up to this much, so that the client finishes
+/// sending and reads the 413 instead of a broken connection.
+const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Reads a JSON or YAML object body.
 async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<Value> {
@@ -517,6 +535,11 @@ async fn read_body(headers: &HeaderMap, body: Body) -> ApiResult<Value> {
                 ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
             })?
         }
+        super::protobuf::PROTOBUF_MEDIA_TYPE => super::protobuf::decode(&bytes).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the request body is not a valid Kubernetes protobuf object: {e}"
+            ))
+        })?,
         _ => return Err(ApiError::unsupported_media_type(&ct)),
     };
     if !value.is_object() {

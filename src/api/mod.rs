@@ -11,6 +11,7 @@ pub mod object;
 pub mod openapi;
 pub mod patch_strategy;
 pub mod path;
+pub mod protobuf;
 pub mod query;
 pub mod registry;
 pub mod rest;

@@ -602,7 +602,9 @@ impl Rest {
         };
         let found = self
             .objects
-            .get(ns_resource, None, ns, crate::store::Read::Linearizable)
+            // Like the apiserver's NamespaceLifecycle admission, which reads an informer cache:
+            // a namespace deleted a moment ago is caught by the namespace controller anyway.
+            .get(ns_resource, None, ns, crate::store::Read::Local)
             .await?;
         match found {
             None => Err(ApiError::not_found(ns_resource, ns)),

@@ -182,11 +182,39 @@ fn router(state: Arc<ApiState>, authenticator: Arc<Authenticator>) -> Router {
         .route("/openapi/v3/{*path}", get(openapi_v3))
         .fallback(not_found)
         .with_state(state);
+    let inflight = Arc::new(tokio::sync::Semaphore::new(MAX_REQUESTS_IN_FLIGHT));
     api.layer(axum::middleware::from_fn_with_state(
+        inflight,
+        limit_in_flight,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
         authenticator,
         auth::authenticate,
     ))
     .layer(axum::middleware::from_fn(trace_request))
+}
+
+/// Requests served at once before the server answers 429, as the apiserver's
+/// `--max-requests-inflight` (watches are long-running and not counted).
+const MAX_REQUESTS_IN_FLIGHT: usize = 400;
+
+async fn limit_in_flight(
+    State(inflight): State<Arc<tokio::sync::Semaphore>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let watching = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=1" || p == "watch=true"));
+    if watching {
+        return next.run(req).await;
+    }
+    match inflight.try_acquire() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => ApiError::too_many_requests("Too many requests, please try again later.", 1)
+            .into_response(),
+    }
 }
 
 /// A span per request with method and path (the user is recorded once authenticated).

@@ -101,8 +101,8 @@ async fn finalize(rest: &Rest, namespaces: &ResourceInfo, ns: &Value) -> Result<
             .await
             .map_err(|e| e.to_string())?;
         for obj in page.items {
-            remaining += 1;
             if object::is_deleting(&obj) {
+                remaining += 1;
                 continue;
             }
             let obj_name = object::name(&obj).unwrap_or_default().to_string();
@@ -110,6 +110,8 @@ async fn finalize(rest: &Rest, namespaces: &ResourceInfo, ns: &Value) -> Result<
                 .delete(r, Some(&name), &obj_name, &DeleteOptions::default())
                 .await
             {
+                // Marked for a graceful or finalized deletion: still there for now.
+                Ok(last) if object::is_deleting(&last) => remaining += 1,
                 Ok(_) => {}
                 Err(e) if e.reason == "NotFound" => {}
                 Err(e) => return Err(e.to_string()),
