@@ -1,0 +1,1 @@
+//! Container log files (to be written by the runtime helper).
