@@ -141,7 +141,9 @@ async fn dispatch(
             let obj = state.rest.objects().must_get(r, ns, name).await?;
             Ok(encode_plain(scale_of(&obj), encoding, StatusCode::OK, &[]))
         }
-        (Method::GET, Some(name), Some(Subresource::Log)) => pod_log(state, r, ns, name).await,
+        (Method::GET, Some(name), Some(Subresource::Log)) => {
+            pod_log(state, r, ns, name, &query).await
+        }
         (Method::POST, None, None) => {
             let body = read_body(headers, body).await?;
             let opts = query.write_options()?;
@@ -501,7 +503,9 @@ async fn read_bytes(body: Body) -> ApiResult<Bytes> {
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         seen += data.len();
         if seen <= MAX_BODY_BYTES {
             buf.extend_from_slice(&data);
@@ -665,41 +669,10 @@ async fn bind_pod(
         .ok_or_else(|| ApiError::bad_request("Binding: target.name (the node) is required"))?
         .to_string();
     let opts = query.write_options()?;
-    let pod = state.rest.objects().must_get(r, ns, name).await?;
-    if object::is_deleting(&pod) {
-        return Err(ApiError::conflict(
-            r,
-            name,
-            "pod is being deleted, cannot be assigned to a host",
-        ));
-    }
-    if let Some(current) = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-    {
-        return Err(ApiError::conflict(
-            r,
-            name,
-            &format!("pod {name} is already assigned to node {current:?}"),
-        ));
-    }
-    let rv = object::resource_version(&pod).unwrap_or("").to_string();
-    let patch =
-        json!({ "metadata": { "resourceVersion": rv }, "spec": { "nodeName": node } }).to_string();
-    state
+    let uid = binding.pointer("/metadata/uid").and_then(Value::as_str);
+    let pod = state
         .rest
-        .patch(
-            r,
-            ns,
-            name,
-            Patch {
-                patch_type: PatchType::Merge,
-                body: patch.as_bytes(),
-            },
-            None,
-            &opts,
-        )
+        .bind_pod(r, ns, name, &node, uid, opts.dry_run)
         .await?;
     Ok(encode_plain(
         success_status(r, name, object::uid(&pod)),
@@ -709,22 +682,164 @@ async fn bind_pod(
     ))
 }
 
-/// `pods/log` is served by the node agent that runs the pod.
+/// `pods/log` is served by the node agent that runs the pod; the API server proxies it.
 async fn pod_log(
     state: &ApiState,
     r: &ResourceInfo,
     ns: Option<&str>,
     name: &str,
+    query: &Query,
 ) -> ApiResult<Response> {
     let pod = state.rest.objects().must_get(r, ns, name).await?;
-    match pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
-        None => Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        ))),
-        Some(node) => Err(ApiError::service_unavailable(format!(
-            "no node agent endpoint is known for node {node:?}: logs are served by wkube node agents"
-        ))),
+    let container = log_container(&pod, name, query.get("container"))?;
+    let previous = query.flag("previous")?;
+    if !previous {
+        if let Some(reason) = waiting_to_start(&pod, &container) {
+            return Err(ApiError::bad_request(format!(
+                "container {container:?} in pod {name:?} is waiting to start: {reason}"
+            )));
+        }
     }
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("pod {name} does not have a host assigned"))
+        })?;
+    let nodes = state
+        .rest
+        .registry()
+        .find("", "v1", "nodes")
+        .ok_or_else(|| ApiError::internal("nodes are not served"))?;
+    let node = state
+        .rest
+        .objects()
+        .must_get(nodes, None, node_name)
+        .await?;
+    let address = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+        .and_then(|x| x.get("address").and_then(Value::as_str))
+        .ok_or_else(|| {
+            ApiError::service_unavailable(format!("node {node_name} has no InternalIP"))
+        })?;
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .filter(|p| *p > 0 && *p <= u16::MAX as u64)
+        .ok_or_else(|| {
+            ApiError::service_unavailable(format!("node {node_name} publishes no agent port"))
+        })?;
+    let pinned = node
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            crate::agent::SERVING_CERT_ANNOTATION.replace('/', "~1")
+        ))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut params = Vec::new();
+    for key in [
+        "follow",
+        "tailLines",
+        "sinceSeconds",
+        "sinceTime",
+        "timestamps",
+        "previous",
+        "limitBytes",
+    ] {
+        if let Some(v) = query.get(key).filter(|v| !v.is_empty()) {
+            let v: String =
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                    .collect();
+            params.push(format!("{key}={v}"));
+        }
+    }
+    let ns = ns.unwrap_or("default");
+    let path = format!(
+        "/containerLogs/{ns}/{name}/{container}?{}",
+        params.join("&")
+    );
+    let resp = state
+        .nodes
+        .get(address, port as u16, pinned, &path)
+        .await
+        .map_err(ApiError::service_unavailable)?;
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
+        return Err(if status == StatusCode::NOT_FOUND {
+            ApiError::bad_request(body)
+        } else {
+            ApiError::internal(format!("node agent answered {status}: {body}"))
+        });
+    }
+    let mut out = Response::new(Body::new(resp.into_body()));
+    out.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(out)
+}
+
+/// The container whose logs are asked for: named, or the only one.
+fn log_container(pod: &Value, name: &str, wanted: Option<&str>) -> ApiResult<String> {
+    let names: Vec<String> = ["/spec/initContainers", "/spec/containers"]
+        .iter()
+        .flat_map(|p| {
+            pod.pointer(p)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    match wanted.filter(|w| !w.is_empty()) {
+        Some(w) if names.iter().any(|n| n == w) => Ok(w.to_string()),
+        Some(w) => Err(ApiError::bad_request(format!(
+            "container {w} is not valid for pod {name}"
+        ))),
+        None => {
+            let main: Vec<String> = pod
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect();
+            match main.as_slice() {
+                [only] => Ok(only.clone()),
+                _ => Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    main.join(" ")
+                ))),
+            }
+        }
+    }
+}
+
+/// The waiting reason of a container that has never run, as upstream refuses its logs.
+fn waiting_to_start(pod: &Value, container: &str) -> Option<String> {
+    let statuses = ["/status/containerStatuses", "/status/initContainerStatuses"];
+    let status = statuses
+        .iter()
+        .flat_map(|p| {
+            pod.pointer(p)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|s| s.get("name").and_then(Value::as_str) == Some(container));
+    let Some(status) = status else {
+        return Some("ContainerCreating".to_string());
+    };
+    let ran_before = status.pointer("/lastState/terminated").is_some();
+    let reason = status
+        .pointer("/state/waiting/reason")
+        .and_then(Value::as_str)?;
+    (!ran_before).then(|| reason.to_string())
 }
 
 async fn delete_collection(

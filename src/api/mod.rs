@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod discovery;
 pub mod handlers;
+pub mod node_proxy;
 pub mod object;
 pub mod openapi;
 pub mod patch_strategy;

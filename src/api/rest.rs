@@ -319,6 +319,65 @@ impl Rest {
         }
     }
 
+    /// `pods/binding`: assigns a pod to a node, once. This is the one way `spec.nodeName`
+    /// changes after creation, so it bypasses the pod-update rules; it also records the
+    /// PodScheduled condition, as the apiserver's binding storage does.
+    pub async fn bind_pod(
+        &self,
+        r: &ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        node: &str,
+        uid: Option<&str>,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            let pod = self.objects.must_get(r, ns, name).await?;
+            if let Some(uid) = uid.filter(|u| !u.is_empty()) {
+                if object::uid(&pod) != Some(uid) {
+                    return Err(ApiError::conflict(r, name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", object::uid(&pod).unwrap_or(""))));
+                }
+            }
+            if object::is_deleting(&pod) {
+                return Err(ApiError::conflict(
+                    r,
+                    name,
+                    "pod is being deleted, cannot be assigned to a host",
+                ));
+            }
+            if let Some(current) = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                return Err(ApiError::conflict(
+                    r,
+                    name,
+                    &format!("pod {name} is already assigned to node {current:?}"),
+                ));
+            }
+            let mut bound = pod.clone();
+            bound["spec"]["nodeName"] = json!(node);
+            let now = object::now_rfc3339();
+            let mut conditions: Vec<Value> = pod
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            conditions.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+            conditions.push(json!({ "type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now }));
+            bound["status"]["conditions"] = Value::Array(conditions);
+            if dry_run {
+                return Ok(bound);
+            }
+            match self.objects.update(r, &bound, revision_of(&pod)?).await {
+                Err(e) if is_conflict(&e) => continue,
+                other => return other,
+            }
+        }
+        Err(ApiError::stale(r, name))
+    }
+
     /// DELETE an object: graceful for bound pods, deferred while finalizers remain.
     #[tracing::instrument(skip_all, fields(resource = r.plural, ns = url_namespace, name))]
     pub async fn delete(

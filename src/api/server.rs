@@ -19,6 +19,7 @@ use tower::ServiceExt as _;
 use super::auth::{self, Authenticator, PeerIdentity};
 use super::discovery;
 use super::handlers::{self, json_response};
+use super::node_proxy::NodeProxy;
 use super::openapi::OpenApi;
 use super::rest::Rest;
 use super::status::ApiError;
@@ -28,6 +29,8 @@ use crate::pki::ClusterPki;
 pub struct ApiState {
     pub rest: Rest,
     pub openapi: Arc<OpenApi>,
+    /// Reaches node agents for `pods/log`.
+    pub nodes: NodeProxy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +59,13 @@ impl ApiServer {
         authenticator: Authenticator,
     ) -> Result<Self, ServeError> {
         let openapi = rest.openapi().clone();
-        let state = Arc::new(ApiState { rest, openapi });
+        let nodes = NodeProxy::new(&pki.kubelet_client_cert_pem, &pki.kubelet_client_key_pem)
+            .map_err(ServeError::Tls)?;
+        let state = Arc::new(ApiState {
+            rest,
+            openapi,
+            nodes,
+        });
         let router = router(state, Arc::new(authenticator));
         let acceptor = TlsAcceptor::from(Arc::new(tls_config(pki)?));
         let listener = TcpListener::bind(addr)

@@ -1,5 +1,7 @@
 //! The `wkube` command line.
 
+mod agent;
+mod image;
 mod kubeconfig;
 mod snapshot;
 mod up;
@@ -30,6 +32,11 @@ pub struct Cli {
 enum Command {
     /// Start a single-node cluster: control plane and embedded store in one process.
     Up(up::UpArgs),
+    /// Join a cluster as a worker node: run its pods and serve their logs.
+    Agent(agent::AgentArgs),
+    /// Push, import and list wasm images.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Save or restore a snapshot of the store (like `etcdctl snapshot`).
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
@@ -62,6 +69,8 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Up(args) => up::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
+            Command::Image(cmd) => image::run(cmd).await,
             Command::Snapshot(cmd) => snapshot::run(cmd).await,
         }
     });

@@ -30,6 +30,13 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 10_000)]
     history_revisions: u64,
 
+    /// Run no node agent in this process (a control plane only; nodes join with `wkube agent`).
+    #[arg(long)]
+    no_agent: bool,
+
+    #[command(flatten)]
+    node: super::agent::NodeArgs,
+
     /// Also add a `wkube` context to ~/.kube/config (or $KUBECONFIG's first file).
     #[arg(long)]
     merge_kubeconfig: bool,
@@ -77,6 +84,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             groups: vec![ADMIN_GROUP.into()],
         },
     );
+    let node_token = pki.node_token().context("reading the node token")?;
+    authenticator.add_token(
+        node_token,
+        UserInfo {
+            username: "system:node".into(),
+            groups: vec!["system:nodes".into()],
+        },
+    );
     let server = ApiServer::bind(args.listen, rest, &pki, authenticator)
         .await
         .context("starting the API server")?;
@@ -92,12 +107,53 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             target.display()
         ));
     }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let serving = tokio::spawn(server.serve(stopped()));
     say(&format!("API server listening on {url}"));
+
+    crate::install_crypto_provider();
+    let client = super::agent::client_for(&url, &pki.admin_token, &pki.ca_cert_pem).await?;
+    let scheduler = tokio::spawn(crate::scheduler::run(
+        client.clone(),
+        crate::scheduler::SchedulerConfig::default(),
+        stopped(),
+    ));
+    say("scheduler started");
+    let agent = if args.no_agent {
+        None
+    } else {
+        let agent_dir = args.node.agent_data_dir_or(&data_dir.join("agent"));
+        let node = args.node.clone();
+        let ca = pki.ca_cert_pem.clone();
+        let client = client.clone();
+        let stop = stopped();
+        say(&format!(
+            "node agent starting (data in {})",
+            agent_dir.display()
+        ));
+        Some(tokio::spawn(async move {
+            if let Err(e) = super::agent::run_node(client, &node, &agent_dir, ca, stop).await {
+                eprintln!("wkube: node agent failed: {e:#}");
+            }
+        }))
+    };
     say(&format!("kubeconfig written to {}", kubeconfig.display()));
     say(&format!("ready in {} ms", started.elapsed().as_millis()));
     println!("\n    export KUBECONFIG={}\n", kubeconfig.display());
 
-    server.serve(shutdown_signal()).await;
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    if let Some(agent) = agent {
+        let _ = agent.await;
+    }
+    let _ = scheduler.await;
+    let _ = serving.await;
     say("shutting down");
     store.shutdown().await.context("closing the store")?;
     say("stopped");
@@ -170,7 +226,7 @@ async fn bootstrap(rest: &Rest) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

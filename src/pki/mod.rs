@@ -36,6 +36,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
 /// The identity the admin credentials carry.
 pub const ADMIN_USER: &str = "wkube-admin";
 pub const ADMIN_GROUP: &str = "system:masters";
+/// The API server's user name when it calls node agents.
+pub const KUBELET_CLIENT_USER: &str = "wkube-apiserver-kubelet-client";
 
 /// PEM material of the cluster, loaded from or created in the data dir.
 #[derive(Clone)]
@@ -48,6 +50,9 @@ pub struct ClusterPki {
     pub admin_cert_pem: String,
     pub admin_key_pem: String,
     pub admin_token: String,
+    /// The API server's identity towards node agents (issued afresh at every start).
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
 }
 
 impl ClusterPki {
@@ -87,6 +92,8 @@ impl ClusterPki {
             }
         };
         let (server_cert_pem, server_key_pem) = issue_server(&issuer, server_names)?;
+        let (kubelet_client_cert_pem, kubelet_client_key_pem) =
+            issue_client(&issuer, KUBELET_CLIENT_USER, &[ADMIN_GROUP])?;
         write(&dir, "server.key", &server_key_pem, true)?;
         write(&dir, "server.crt", &server_cert_pem, false)?;
         Ok(ClusterPki {
@@ -98,11 +105,25 @@ impl ClusterPki {
             admin_cert_pem,
             admin_key_pem,
             admin_token,
+            kubelet_client_cert_pem,
+            kubelet_client_key_pem,
         })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The token nodes join with (`wkube agent --token`), made on first use.
+    pub fn node_token(&self) -> Result<String, PkiError> {
+        match read(&self.dir, "node.token")? {
+            Some(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+            _ => {
+                let t = random_token();
+                write(&self.dir, "node.token", &t, true)?;
+                Ok(t)
+            }
+        }
     }
 
     /// Issues a client certificate for `user` in `groups`, signed by the cluster CA.

@@ -240,3 +240,49 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A `wkube agent` process joined to a cluster; killed when dropped.
+pub struct Agent {
+    child: Child,
+    pub name: String,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Cluster {
+    /// Starts `wkube agent` for a new node with extra flags (e.g. `--memory 2Gi`).
+    pub fn join_agent(&self, name: &str, extra: &[&str]) -> Agent {
+        let pki = self.data_dir.join("pki");
+        let token = std::fs::read_to_string(pki.join("node.token")).expect("node token");
+        let child = Command::new(env!("CARGO_BIN_EXE_wkube"))
+            .args([
+                "agent",
+                "--server",
+                &self.url,
+                "--token",
+                token.trim(),
+                "--ca-cert",
+            ])
+            .arg(pki.join("ca.crt"))
+            .args(["--node-name", name, "--agent-data-dir"])
+            .arg(self.dir.path().join(format!("agent-{name}")))
+            .args(extra)
+            .env(
+                "WKUBE_LOG",
+                std::env::var("WKUBE_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start wkube agent");
+        Agent {
+            child,
+            name: name.to_string(),
+        }
+    }
+}

@@ -404,3 +404,9 @@ fn validate_kind_update(kind: Kind, old: &Value, new: &Value) -> Vec<FieldError>
         _ => Vec::new(),
     }
 }
+
+/// The value of a resource quantity (`500m` -> 0.5, `1Gi` -> 1073741824), or None if it does not
+/// parse. Exact for every realistic value; f64 only loses precision beyond 2^53.
+pub fn quantity_value(s: &str) -> Option<f64> {
+    quantity::Quantity::parse(s).map(|q| q.approx())
+}

@@ -95,7 +95,7 @@ impl Quantity {
         Some(a.cmp(&b))
     }
 
-    fn approx(&self) -> f64 {
+    pub(crate) fn approx(&self) -> f64 {
         (self.mantissa as f64) * 10f64.powi(self.exp10) * 2f64.powi(self.exp2 as i32)
     }
 }

@@ -1,0 +1,748 @@
+//! One pod on this node, from its first container start to its removal: the kubelet's pod
+//! worker for wasm pods.
+//!
+//! Init containers run one after another; then every container runs in its own loop that
+//! applies the restart policy with the kubelet's exponential back-off. A status writer
+//! publishes changes; a deletion stops the containers within the grace period and then
+//! removes the pod object (grace 0, uid precondition) as the kubelet does.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use serde_json::{json, Value};
+use tokio::sync::{watch, Notify};
+use tracing::{debug, info, warn, Instrument as _};
+
+use super::events::Involved;
+use super::spec;
+use super::status::{ContainerStatus, PodStatus, State};
+use super::volumes;
+use super::AgentContext;
+use crate::image::{PullEvent, PullPolicy, RegistryAuth};
+use crate::runtime::{ContainerSpec, ExitStatus, ResolvedImage};
+
+/// Restarts reset their back-off after a container ran this long, as the kubelet does.
+const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
+
+/// What the pod watcher tells a worker: the latest object, or None when it is gone.
+pub type PodUpdates = watch::Receiver<Option<Value>>;
+
+struct Shared {
+    status: Mutex<PodStatus>,
+    changed: Notify,
+}
+
+impl Shared {
+    fn update(&self, f: impl FnOnce(&mut PodStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+        self.changed.notify_one();
+    }
+}
+
+fn text(v: &Value, ptr: &str) -> String {
+    v.pointer(ptr)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Runs the pod until it is deleted.
+pub async fn run(ctx: Arc<AgentContext>, mut updates: PodUpdates) {
+    let Some(pod) = updates.borrow().clone() else {
+        return;
+    };
+    let ns = text(&pod, "/metadata/namespace");
+    let name = text(&pod, "/metadata/name");
+    let uid = text(&pod, "/metadata/uid");
+    let span = tracing::info_span!("pod", pod = %format!("{ns}/{name}"), uid = %uid);
+    async move {
+        let shared = Arc::new(Shared { status: Mutex::new(initial_status(&ctx, &pod)), changed: Notify::new() });
+        let writer = tokio::spawn(write_status(ctx.clone(), ns.clone(), name.clone(), shared.clone()));
+        let (stop_tx, stop_rx) = watch::channel(None::<Duration>);
+        let finished_before = matches!(text(&pod, "/status/phase").as_str(), "Succeeded" | "Failed");
+        let lifecycle = {
+            let ctx = ctx.clone();
+            let shared = shared.clone();
+            let pod = pod.clone();
+            tokio::spawn(async move {
+                if !finished_before {
+                    run_containers(ctx, pod, shared, stop_rx).await;
+                }
+            })
+        };
+        // Wait for deletion (graceful or not) or for the object to vanish.
+        let deadline = active_deadline(&pod);
+        let mut deadline_fired = false;
+        loop {
+            let current = updates.borrow().clone();
+            match current {
+                None => {
+                    let _ = stop_tx.send(Some(Duration::ZERO));
+                    break;
+                }
+                Some(p) if p.pointer("/metadata/deletionTimestamp").is_some() => {
+                    let grace = p.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30).max(0);
+                    info!(grace, "pod is being deleted; stopping containers");
+                    ctx.events.normal(&involved(&p, None), "Killing", "Stopping pod").await;
+                    let _ = stop_tx.send(Some(Duration::from_secs(grace as u64)));
+                    break;
+                }
+                Some(_) => {}
+            }
+            let sleep_for = match deadline {
+                Some(d) if !deadline_fired => d.saturating_duration_since(Instant::now()),
+                _ => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                changed = updates.changed() => if changed.is_err() { let _ = stop_tx.send(Some(Duration::ZERO)); break; },
+                _ = tokio::time::sleep(sleep_for), if deadline.is_some() && !deadline_fired => {
+                    deadline_fired = true;
+                    warn!("activeDeadlineSeconds passed; stopping the pod");
+                    shared.update(|s| s.failed = Some(("DeadlineExceeded".into(), "Pod was active on the node longer than the specified deadline".into())));
+                    let _ = stop_tx.send(Some(Duration::ZERO));
+                }
+            }
+        }
+        let _ = lifecycle.await;
+        shared.changed.notify_one();
+        // Let the writer flush the final status, then remove the object.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        writer.abort();
+        let gone = updates.borrow().is_none();
+        if !gone {
+            flush_status(&ctx, &ns, &name, &shared).await;
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
+                ..Default::default()
+            };
+            match pods.delete(&name, &params).await {
+                Ok(_) => info!("pod removed"),
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                Err(e) => warn!(error = %e, "removing the pod failed"),
+            }
+        }
+        ctx.logs.forget(&ns, &name);
+        let _ = std::fs::remove_dir_all(ctx.pod_dir(&ns, &name, &uid).join("volumes"));
+    }
+    .instrument(span)
+    .await
+}
+
+fn active_deadline(pod: &Value) -> Option<Instant> {
+    let secs = pod
+        .pointer("/spec/activeDeadlineSeconds")
+        .and_then(Value::as_i64)?;
+    let started = pod
+        .pointer("/status/startTime")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(chrono::Utc::now);
+    let elapsed = (chrono::Utc::now() - started).to_std().unwrap_or_default();
+    let left = Duration::from_secs(secs.max(0) as u64).saturating_sub(elapsed);
+    Some(Instant::now() + left)
+}
+
+/// Status from what the pod object says (restart counts survive an agent restart).
+fn initial_status(ctx: &AgentContext, pod: &Value) -> PodStatus {
+    let restarts = |list: &str, name: &str| {
+        pod.pointer(&format!("/status/{list}"))
+            .and_then(Value::as_array)
+            .and_then(|a| {
+                a.iter()
+                    .find(|c| c.get("name").and_then(Value::as_str) == Some(name))
+            })
+            .and_then(|c| c.get("restartCount").and_then(Value::as_u64))
+            .unwrap_or(0) as u32
+    };
+    let build = |field: &str, list: &str| -> Vec<ContainerStatus> {
+        pod.pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
+                let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+                let mut s = ContainerStatus::new(name, image, restarts(list, name));
+                if field == "containers" && pod.pointer("/spec/initContainers").is_some() {
+                    s.waiting("PodInitializing", None);
+                }
+                s
+            })
+            .collect()
+    };
+    let start_time = pod
+        .pointer("/status/startTime")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or_else(SystemTime::now, |t| t.with_timezone(&chrono::Utc).into());
+    let init = build("initContainers", "initContainerStatuses");
+    PodStatus {
+        initialized: init.is_empty(),
+        init,
+        containers: build("containers", "containerStatuses"),
+        failed: None,
+        host_ip: ctx.config.node_ip.to_string(),
+        start_time,
+        transition: Default::default(),
+    }
+}
+
+/// Publishes the status whenever it changes.
+async fn write_status(ctx: Arc<AgentContext>, ns: String, name: String, shared: Arc<Shared>) {
+    loop {
+        shared.changed.notified().await;
+        // Coalesce bursts of changes into one write.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        flush_status(&ctx, &ns, &name, &shared).await;
+    }
+}
+
+async fn flush_status(ctx: &AgentContext, ns: &str, name: &str, shared: &Shared) {
+    let status = match shared.status.lock() {
+        Ok(mut s) => s.render(),
+        Err(_) => return,
+    };
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = json!({ "status": status });
+    if let Err(e) = pods
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        debug!(error = %e, "writing pod status failed");
+    }
+}
+
+fn involved(pod: &Value, container: Option<(&str, usize, bool)>) -> Involved {
+    Involved {
+        kind: "Pod",
+        api_version: "v1",
+        namespace: text(pod, "/metadata/namespace"),
+        name: text(pod, "/metadata/name"),
+        uid: text(pod, "/metadata/uid"),
+        field_path: container.map(|(name, i, init)| {
+            if init {
+                format!("spec.initContainers{{{name}}}")
+            } else {
+                let _ = i;
+                format!("spec.containers{{{name}}}")
+            }
+        }),
+    }
+}
+
+/// Which list a container belongs to, and its index there.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    init: bool,
+    index: usize,
+}
+
+fn with_container(shared: &Shared, slot: Slot, f: impl FnOnce(&mut ContainerStatus)) {
+    shared.update(|s| {
+        let list = if slot.init {
+            &mut s.init
+        } else {
+            &mut s.containers
+        };
+        if let Some(c) = list.get_mut(slot.index) {
+            f(c);
+        }
+    });
+}
+
+async fn run_containers(
+    ctx: Arc<AgentContext>,
+    pod: Value,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<Option<Duration>>,
+) {
+    let ns = text(&pod, "/metadata/namespace");
+    let name = text(&pod, "/metadata/name");
+    let uid = text(&pod, "/metadata/uid");
+    let policy = pod
+        .pointer("/spec/restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("Always")
+        .to_string();
+    let pod_dir = ctx.pod_dir(&ns, &name, &uid);
+    // Volumes: retried until they can be made (a configmap may appear later).
+    let volumes = loop {
+        match volumes::prepare(&ctx.client, &pod, &pod_dir).await {
+            Ok(v) => break v,
+            Err(e) => {
+                let msg = e.to_string();
+                shared.update(|s| {
+                    for c in s.init.iter_mut().chain(s.containers.iter_mut()) {
+                        c.waiting("CreateContainerConfigError", Some(msg.clone()));
+                    }
+                });
+                ctx.events
+                    .warning(&involved(&pod, None), "FailedMount", &msg)
+                    .await;
+                if wait_or_stop(&stop, Duration::from_secs(2)).await {
+                    return;
+                }
+            }
+        }
+    };
+    let volumes = Arc::new(volumes);
+    let init_specs: Vec<Value> = pod
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (index, container) in init_specs.iter().enumerate() {
+        let slot = Slot { init: true, index };
+        // Init containers restart on failure unless the pod's policy is Never.
+        let init_policy = if policy == "Never" {
+            "Never"
+        } else {
+            "OnFailure"
+        };
+        let ok = container_loop(
+            &ctx,
+            &pod,
+            container,
+            slot,
+            init_policy,
+            &volumes,
+            &shared,
+            stop.clone(),
+        )
+        .await;
+        if !ok {
+            if policy == "Never" && stop.borrow().is_none() {
+                shared.update(|s| {
+                    s.failed = Some((
+                        "Failed".into(),
+                        format!(
+                            "init container {:?} failed",
+                            container.get("name").and_then(Value::as_str).unwrap_or("")
+                        ),
+                    ))
+                });
+            }
+            return;
+        }
+    }
+    shared.update(|s| {
+        s.initialized = true;
+        for c in s.containers.iter_mut() {
+            if matches!(&c.state, State::Waiting { reason, .. } if reason == "PodInitializing") {
+                c.waiting("ContainerCreating", None);
+            }
+        }
+    });
+    let containers: Vec<Value> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut tasks = Vec::new();
+    for (index, container) in containers.into_iter().enumerate() {
+        let (ctx, pod, shared, volumes, stop, policy) = (
+            ctx.clone(),
+            pod.clone(),
+            shared.clone(),
+            volumes.clone(),
+            stop.clone(),
+            policy.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            container_loop(
+                &ctx,
+                &pod,
+                &container,
+                Slot { init: false, index },
+                &policy,
+                &volumes,
+                &shared,
+                stop,
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Sleeps, returning early (true) if the pod is being stopped.
+async fn wait_or_stop(stop: &watch::Receiver<Option<Duration>>, d: Duration) -> bool {
+    let mut stop = stop.clone();
+    if stop.borrow().is_some() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => stop.borrow().is_some(),
+        _ = stop.changed() => true,
+    }
+}
+
+fn backoff(ctx: &AgentContext, failures: u32) -> Duration {
+    let base = ctx.config.restart_backoff_initial;
+    let d = base.saturating_mul(1u32 << failures.min(16).saturating_sub(1));
+    d.min(ctx.config.restart_backoff_max)
+}
+
+/// Runs one container under its restart policy. Returns whether it ended successfully.
+#[allow(clippy::too_many_arguments)]
+async fn container_loop(
+    ctx: &Arc<AgentContext>,
+    pod: &Value,
+    container: &Value,
+    slot: Slot,
+    policy: &str,
+    volumes: &Arc<volumes::VolumeDirs>,
+    shared: &Arc<Shared>,
+    stop: watch::Receiver<Option<Duration>>,
+) -> bool {
+    let cname = text(container, "/name");
+    let image_ref = text(container, "/image");
+    let who = involved(pod, Some((&cname, slot.index, slot.init)));
+    let mut failures = 0u32;
+    loop {
+        if stop.borrow().is_some() {
+            return false;
+        }
+        // 1. The image.
+        let image = match pull(ctx, pod, container, &who).await {
+            Ok(image) => image,
+            Err((reason, message)) => {
+                failures += 1;
+                with_container(shared, slot, |c| c.waiting(&reason, Some(message.clone())));
+                if reason == "InvalidImageName" || reason == "ErrImageNeverPull" {
+                    if wait_or_stop(&stop, Duration::from_secs(10)).await {
+                        return false;
+                    }
+                    continue;
+                }
+                let delay = backoff(ctx, failures);
+                if wait_or_stop(&stop, Duration::from_millis(300)).await {
+                    return false;
+                }
+                with_container(shared, slot, |c| {
+                    c.waiting(
+                        "ImagePullBackOff",
+                        Some(format!("Back-off pulling image {image_ref:?}: {message}")),
+                    )
+                });
+                ctx.events
+                    .normal(
+                        &who,
+                        "BackOff",
+                        &format!("Back-off pulling image {image_ref:?}"),
+                    )
+                    .await;
+                if wait_or_stop(&stop, delay).await {
+                    return false;
+                }
+                continue;
+            }
+        };
+        with_container(shared, slot, |c| c.image_id = image.digest.clone());
+        // 2. Compile (once per digest) and assemble the container.
+        if let Err(e) = ctx.runtime.prepare(&image).await {
+            failures += 1;
+            let msg = e.to_string();
+            with_container(shared, slot, |c| {
+                c.waiting("CreateContainerError", Some(msg.clone()))
+            });
+            ctx.events
+                .warning(&who, "Failed", &format!("Error: {msg}"))
+                .await;
+            if wait_or_stop(&stop, backoff(ctx, failures)).await {
+                return false;
+            }
+            continue;
+        }
+        let restart_count = {
+            let s = shared.status.lock().ok();
+            s.and_then(|s| {
+                let list = if slot.init { &s.init } else { &s.containers };
+                list.get(slot.index).map(|c| c.restart_count)
+            })
+            .unwrap_or(0)
+        };
+        let spec = match build_spec(ctx, pod, container, &image, volumes, restart_count).await {
+            Ok(s) => s,
+            Err(msg) => {
+                failures += 1;
+                with_container(shared, slot, |c| {
+                    c.waiting("CreateContainerConfigError", Some(msg.clone()))
+                });
+                ctx.events
+                    .warning(&who, "Failed", &format!("Error: {msg}"))
+                    .await;
+                if wait_or_stop(&stop, Duration::from_secs(2)).await {
+                    return false;
+                }
+                continue;
+            }
+        };
+        // 3. Run it.
+        let container_id = format!(
+            "wasm://{}/{}/{}",
+            text(pod, "/metadata/uid"),
+            cname,
+            restart_count
+        );
+        let handle = match ctx.runtime.start(spec).await {
+            Ok(h) => h,
+            Err(e) => {
+                failures += 1;
+                let msg = e.to_string();
+                with_container(shared, slot, |c| {
+                    c.waiting("CreateContainerError", Some(msg.clone()))
+                });
+                ctx.events
+                    .warning(&who, "Failed", &format!("Error: {msg}"))
+                    .await;
+                if wait_or_stop(&stop, backoff(ctx, failures)).await {
+                    return false;
+                }
+                continue;
+            }
+        };
+        let started = SystemTime::now();
+        with_container(shared, slot, |c| {
+            c.container_id = container_id.clone();
+            c.state = State::Running {
+                started_at: started,
+            };
+        });
+        ctx.events
+            .normal(&who, "Created", &format!("Created container {cname}"))
+            .await;
+        ctx.events
+            .normal(&who, "Started", &format!("Started container {cname}"))
+            .await;
+        let mut stop_rx = stop.clone();
+        let exit: ExitStatus = tokio::select! {
+            exit = handle.wait() => exit,
+            grace = async {
+                // Copy the grace period out so no borrow of the channel is held across awaits.
+                let stopped = stop_rx.wait_for(Option::is_some).await;
+                stopped.map(|g| g.unwrap_or_default()).unwrap_or_default()
+            } => handle.stop(grace).await,
+        };
+        ctx.logs.close(
+            &text(pod, "/metadata/namespace"),
+            &text(pod, "/metadata/name"),
+            &cname,
+        );
+        info!(container = %cname, code = exit.exit_code, reason = %exit.reason, "container exited");
+        let ran_for = exit
+            .finished_at
+            .duration_since(exit.started_at)
+            .unwrap_or_default();
+        if ran_for > BACKOFF_RESET_AFTER {
+            failures = 0;
+        }
+        let success = exit.exit_code == 0;
+        let restart = stop.borrow().is_none()
+            && match policy {
+                "Always" => true,
+                "OnFailure" => !success,
+                _ => false,
+            };
+        with_container(shared, slot, |c| {
+            c.state = State::Terminated(exit.clone());
+            c.finished = !restart;
+        });
+        if !restart {
+            return success;
+        }
+        failures += 1;
+        let delay = backoff(ctx, failures);
+        let pod_name = text(pod, "/metadata/name");
+        let pod_ns = text(pod, "/metadata/namespace");
+        let message = format!(
+            "back-off {}s restarting failed container={cname} pod={pod_name}_{pod_ns}({})",
+            delay.as_secs(),
+            text(pod, "/metadata/uid")
+        );
+        with_container(shared, slot, |c| {
+            c.last_state = Some(exit.clone());
+            c.waiting("CrashLoopBackOff", Some(message.clone()));
+        });
+        ctx.events
+            .warning(&who, "BackOff", "Back-off restarting failed container")
+            .await;
+        if wait_or_stop(&stop, delay).await {
+            return false;
+        }
+        with_container(shared, slot, |c| c.restart_count += 1);
+    }
+}
+
+/// Pulls (or finds) the container's image, with the kubelet's events and reasons.
+async fn pull(
+    ctx: &AgentContext,
+    pod: &Value,
+    container: &Value,
+    who: &Involved,
+) -> Result<ResolvedImage, (String, String)> {
+    let reference = text(container, "/image");
+    let policy = match container.get("imagePullPolicy").and_then(Value::as_str) {
+        Some("Always") => PullPolicy::Always,
+        Some("Never") => PullPolicy::Never,
+        _ => PullPolicy::IfNotPresent,
+    };
+    let present = !matches!(policy, PullPolicy::Always) && ctx.images.get(&reference).is_some();
+    if present {
+        if let Some(img) = ctx.images.get(&reference) {
+            let msg = format!("Container image {reference:?} already present on machine");
+            ctx.events.normal(who, "Pulled", &msg).await;
+            return Ok(ResolvedImage {
+                reference,
+                digest: img.digest,
+                wasm_path: img.wasm_path,
+            });
+        }
+    }
+    let auth = registry_auth(ctx, pod, &reference).await;
+    if !matches!(policy, PullPolicy::Never) {
+        ctx.events
+            .normal(who, "Pulling", &format!("Pulling image {reference:?}"))
+            .await;
+    }
+    let started = Instant::now();
+    let progress = |_: PullEvent| {};
+    match ctx
+        .images
+        .ensure(&reference, policy, &auth, &progress)
+        .await
+    {
+        Ok(img) => {
+            let msg = format!(
+                "Successfully pulled image {reference:?} in {:.3}s. Image size: {} bytes.",
+                started.elapsed().as_secs_f64(),
+                img.size
+            );
+            ctx.events.normal(who, "Pulled", &msg).await;
+            Ok(ResolvedImage {
+                reference,
+                digest: img.digest,
+                wasm_path: img.wasm_path,
+            })
+        }
+        Err(e) => {
+            let reason = e.reason().to_string();
+            let message = e.to_string();
+            ctx.events
+                .warning(
+                    who,
+                    "Failed",
+                    &format!("Failed to pull image {reference:?}: {message}"),
+                )
+                .await;
+            Err((reason, message))
+        }
+    }
+}
+
+/// Credentials for the image's registry from the pod's `imagePullSecrets`.
+async fn registry_auth(ctx: &AgentContext, pod: &Value, reference: &str) -> RegistryAuth {
+    let host = registry_host(reference);
+    let ns = text(pod, "/metadata/namespace");
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    for s in pod
+        .pointer("/spec/imagePullSecrets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let Some(name) = s.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let Ok(Some(secret)) = secrets.get_opt(name).await else {
+            continue;
+        };
+        let Some(data) = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(".dockerconfigjson"))
+        else {
+            continue;
+        };
+        if let Ok(Some(auth)) = crate::image::auth_from_dockerconfigjson(&data.0, &host) {
+            return auth;
+        }
+    }
+    RegistryAuth::Anonymous
+}
+
+/// The registry host of a reference (`docker.io` when none is named).
+fn registry_host(reference: &str) -> String {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first.to_string()
+        }
+        _ => "docker.io".to_string(),
+    }
+}
+
+async fn build_spec(
+    ctx: &AgentContext,
+    pod: &Value,
+    container: &Value,
+    image: &ResolvedImage,
+    volumes: &volumes::VolumeDirs,
+    restart_count: u32,
+) -> Result<ContainerSpec, String> {
+    let ns = text(pod, "/metadata/namespace");
+    let name = text(pod, "/metadata/name");
+    let cname = text(container, "/name");
+    let env = spec::environment(&ctx.client, pod, container)
+        .await
+        .map_err(|e| e.to_string())?;
+    let argv = spec::argv(container, &spec::module_name(&image.reference), &env);
+    let mounts = spec::mounts(container, volumes).map_err(|e| e.to_string())?;
+    let log_dir = ctx
+        .pod_dir(&ns, &name, &text(pod, "/metadata/uid"))
+        .join("logs")
+        .join(&cname);
+    let logs = ctx
+        .logs
+        .open(&ns, &name, &cname, &log_dir, restart_count)
+        .map_err(|e| format!("creating the log file: {e}"))?;
+    Ok(ContainerSpec {
+        pod_uid: text(pod, "/metadata/uid"),
+        namespace: ns,
+        pod_name: name,
+        container_name: cname,
+        image: image.clone(),
+        argv,
+        env,
+        mounts,
+        working_dir: container
+            .get("workingDir")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        memory_limit_bytes: spec::limit(container, "memory").map(|v| v as u64),
+        cpu_limit_millis: spec::limit(container, "cpu").map(|v| (v * 1000.0).ceil() as u64),
+        logs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_hosts() {
+        assert_eq!(registry_host("127.0.0.1:5000/hello:v1"), "127.0.0.1:5000");
+        assert_eq!(registry_host("ghcr.io/org/x"), "ghcr.io");
+        assert_eq!(registry_host("busybox"), "docker.io");
+        assert_eq!(registry_host("library/busybox"), "docker.io");
+        assert_eq!(registry_host("localhost/x"), "localhost");
+    }
+}

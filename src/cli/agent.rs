@@ -1,0 +1,166 @@
+//! `wkube agent`: a worker node joining a cluster, and the node agent inside `wkube up`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::agent::{self, AgentConfig};
+use crate::image::{ImageStore, ImageStoreConfig};
+use crate::runtime::wasm::WasmRuntime;
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// The API server, e.g. https://127.0.0.1:6443.
+    #[arg(long)]
+    server: String,
+    /// A node token (`<data-dir>/pki/node.token` of the server) or the admin token.
+    #[arg(long, env = "WKUBE_TOKEN")]
+    token: String,
+    /// The cluster CA certificate (`<data-dir>/pki/ca.crt` of the server).
+    #[arg(long)]
+    ca_cert: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// Settings of a node, shared by `wkube agent` and `wkube up`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeArgs {
+    /// The Node's name (default: this host's name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Where images, compiled modules, volumes and logs live.
+    #[arg(long = "agent-data-dir")]
+    agent_data_dir: Option<PathBuf>,
+    /// The address the API server reaches this node at.
+    #[arg(long, default_value = "127.0.0.1")]
+    node_ip: IpAddr,
+    /// The log endpoint's address (port 0 picks a free one).
+    #[arg(long = "agent-listen", default_value = "127.0.0.1:0")]
+    agent_listen: SocketAddr,
+    /// Extra node labels, `key=value`.
+    #[arg(long = "node-label")]
+    node_labels: Vec<String>,
+    /// CPU to offer, in cores (default: all).
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Memory to offer, e.g. 4Gi (default: all).
+    #[arg(long)]
+    memory: Option<String>,
+    /// Pods this node runs at most.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// Registries (host:port) reached over plain HTTP; loopback ones always are.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// First delay before restarting a crashed container (doubles up to 5 minutes).
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    restart_backoff: f64,
+}
+
+impl NodeArgs {
+    fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(hostname)
+    }
+
+    /// The agent's data dir, or `default` when not given.
+    pub fn agent_data_dir_or(&self, default: &Path) -> PathBuf {
+        self.agent_data_dir
+            .clone()
+            .unwrap_or_else(|| default.to_path_buf())
+    }
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "wkube-node".to_string())
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    crate::install_crypto_provider();
+    let ca_pem = std::fs::read_to_string(&args.ca_cert)
+        .with_context(|| format!("reading {}", args.ca_cert.display()))?;
+    let client = client_for(&args.server, &args.token, &ca_pem).await?;
+    let data_dir = args
+        .node
+        .agent_data_dir
+        .clone()
+        .unwrap_or_else(|| super::default_data_dir().join("agent"));
+    println!(
+        "wkube: agent for node {} joining {}",
+        args.node.node_name(),
+        args.server
+    );
+    run_node(
+        client,
+        &args.node,
+        &data_dir,
+        ca_pem,
+        super::up::shutdown_signal(),
+    )
+    .await
+}
+
+/// A client for an API server from its URL, a bearer token and the CA.
+pub async fn client_for(server: &str, token: &str, ca_pem: &str) -> anyhow::Result<kube::Client> {
+    use rustls::pki_types::pem::PemObject as _;
+    let url: http::Uri = server
+        .parse()
+        .with_context(|| format!("invalid server URL {server:?}"))?;
+    let mut config = kube::Config::new(url);
+    let roots: Vec<Vec<u8>> = rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes())
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<_, _>>()
+        .context("parsing the CA certificate")?;
+    config.root_cert = Some(roots);
+    config.auth_info.token = Some(token.to_string().into());
+    config.read_timeout = None;
+    kube::Client::try_from(config).context("building the API client")
+}
+
+/// Runs a node agent until `shutdown`.
+pub async fn run_node(
+    client: kube::Client,
+    node: &NodeArgs,
+    data_dir: &Path,
+    ca_pem: String,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let images = ImageStore::open(ImageStoreConfig {
+        root: data_dir.join("images"),
+        insecure_registries: node.insecure_registries.clone(),
+    })
+    .context("opening the image store")?;
+    let runtime =
+        WasmRuntime::new(&data_dir.join("compiled")).context("starting the wasm runtime")?;
+    let mut config = AgentConfig::new(&node.node_name(), data_dir.to_path_buf(), ca_pem);
+    config.node_ip = node.node_ip;
+    config.listen = node.agent_listen;
+    config.max_pods = node.max_pods;
+    config.cpu_millis = node.cpus.map(|c| (c * 1000.0) as u64);
+    config.memory_bytes = match &node.memory {
+        Some(m) => Some(
+            crate::api::validation::quantity_value(m)
+                .with_context(|| format!("invalid --memory {m:?}"))? as u64,
+        ),
+        None => None,
+    };
+    config.restart_backoff_initial = Duration::from_secs_f64(node.restart_backoff.max(0.0));
+    for label in &node.node_labels {
+        let (k, v) = label
+            .split_once('=')
+            .with_context(|| format!("--node-label {label:?} must be key=value"))?;
+        config.labels.push((k.to_string(), v.to_string()));
+    }
+    agent::run(client, config, Arc::new(runtime), images, shutdown)
+        .await
+        .context("running the node agent")
+}

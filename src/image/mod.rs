@@ -1,0 +1,40 @@
+//! The node's image store: where the kubelet gets the wasm binary a container runs.
+//!
+//! Images come from OCI registries (pulled with `oci-client`), from `wkube image import`
+//! (a local file, no registry) and go to registries with `wkube image push`. Everything lands
+//! in one content-addressed directory:
+//!
+//! ```text
+//! root/blobs/sha256/<hex>   manifests, configs and wasm binaries, named by their digest
+//! root/refs.json            reference -> manifest digest + wasm blob (rewritten atomically)
+//! root/tmp/                 downloads in progress (same filesystem, so a rename publishes them)
+//! ```
+//!
+//! Pulling is split in steps so Linux container images can be added later without touching
+//! the transport: fetch the manifest (`pull.rs`), classify it ([`manifest::classify`] ->
+//! [`manifest::ImageKind`]), then fetch what that kind of image needs.
+
+mod auth;
+mod client;
+mod error;
+pub mod manifest;
+mod pull;
+mod push;
+mod reference;
+mod store;
+
+pub use auth::{auth_from_dockerconfigjson, RegistryAuth};
+pub use error::ImageError;
+pub use push::push_wasm;
+pub use reference::ImageReference;
+pub use store::{ImageStore, ImageStoreConfig, PullEvent, PullPolicy, StoredImage};
+
+/// `rustls` is built without a default crypto provider (the crate picks `ring` explicitly), so
+/// one has to be installed process-wide before `reqwest` builds its first TLS config. Another
+/// part of wkube may have done it already; that is fine.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

@@ -1,0 +1,465 @@
+//! The scheduling loop: watch events in, decisions out.
+//!
+//! One task owns the cache and the queue, so they need no locks. API writes (bindings,
+//! status patches, events) run as spawned tasks whose results come back into the loop; the
+//! pod is assumed on its node before its binding is sent, so the next pod can be scheduled
+//! right away against an up-to-date picture (upstream's scheduling/binding cycle split).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::pin;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt as _;
+use kube::{Api, Client};
+use rand::rngs::StdRng;
+use rand::SeedableRng as _;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, field, info, info_span, warn, Instrument as _, Span};
+
+use super::binder::{self, BindOutcome};
+use super::cache::Cache;
+use super::events::{self, Condition, PodEvent};
+use super::framework::{Framework, PodInfo};
+use super::queue::SchedulingQueue;
+use super::{SchedulerConfig, SchedulerError, API_GIVE_UP, DEFAULT_SCHEDULER_NAME};
+
+/// What a spawned API task reports back.
+enum TaskDone {
+    Bind(Box<BindDone>),
+    Report,
+}
+
+struct BindDone {
+    pod: PodInfo,
+    node: String,
+    outcome: BindOutcome,
+    span: Span,
+    started: Instant,
+}
+
+/// Tracks whether a watch keeps failing.
+#[derive(Default)]
+struct Health {
+    failing_since: Option<Instant>,
+}
+
+impl Health {
+    fn ok(&mut self) {
+        self.failing_since = None;
+    }
+
+    fn failed(&mut self, what: &str, err: &watcher::Error) -> Result<(), SchedulerError> {
+        let now = Instant::now();
+        let since = *self.failing_since.get_or_insert(now);
+        let down = now - since;
+        if down >= API_GIVE_UP {
+            return Err(SchedulerError::ApiUnavailable(down, err.to_string()));
+        }
+        warn!(watch = what, error = %err, "watch failed; retrying");
+        Ok(())
+    }
+}
+
+pub(super) struct Driver {
+    client: Client,
+    config: SchedulerConfig,
+    framework: Framework,
+    cache: Cache,
+    queue: SchedulingQueue,
+    rng: StdRng,
+    /// The `PodScheduled=False` condition pending pods carry, so an unchanged one is not
+    /// patched again on every retry.
+    conditions: HashMap<String, Condition>,
+    tasks: JoinSet<TaskDone>,
+    /// Nodes listed since the node watch (re)started, until the list is complete.
+    node_relist: Option<Vec<Node>>,
+    /// When the pod relist started and which pods it contained so far.
+    pod_relist: Option<(Instant, HashSet<String>)>,
+    nodes_synced: bool,
+    pods_synced: bool,
+}
+
+impl Driver {
+    pub(super) fn new(client: Client, config: SchedulerConfig, framework: Framework) -> Self {
+        let queue = SchedulingQueue::new(config.backoff_initial, config.backoff_max);
+        Driver {
+            client,
+            config,
+            framework,
+            cache: Cache::new(),
+            queue,
+            rng: StdRng::from_os_rng(),
+            conditions: HashMap::new(),
+            tasks: JoinSet::new(),
+            node_relist: None,
+            pod_relist: None,
+            nodes_synced: false,
+            pods_synced: false,
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), SchedulerError> {
+        let nodes = watcher(
+            Api::<Node>::all(self.client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff();
+        let pods = watcher(
+            Api::<Pod>::all(self.client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff();
+        let mut nodes = pin!(nodes);
+        let mut pods = pin!(pods);
+        let mut shutdown = pin!(shutdown);
+        let mut node_health = Health::default();
+        let mut pod_health = Health::default();
+        info!(scheduler = %self.config.scheduler_name, filters = ?self.framework.filter_names(),
+            scores = ?self.framework.score_names(), "scheduler started");
+        loop {
+            let wakeup = self.queue.next_wakeup();
+            // Like upstream, nothing is scheduled before both caches have synced.
+            let can_schedule = self.nodes_synced && self.pods_synced && self.queue.has_active();
+            tokio::select! {
+                // Shutdown first, then fresh cluster state, then our own work.
+                biased;
+                () = &mut shutdown => {
+                    info!("scheduler stopping");
+                    return Ok(());
+                }
+                event = nodes.next() => match event {
+                    Some(Ok(e)) => {
+                        node_health.ok();
+                        self.on_node_event(e);
+                    }
+                    Some(Err(e)) => node_health.failed("nodes", &e)?,
+                    None => return Err(SchedulerError::WatchEnded("nodes")),
+                },
+                event = pods.next() => match event {
+                    Some(Ok(e)) => {
+                        pod_health.ok();
+                        self.on_pod_event(e);
+                    }
+                    Some(Err(e)) => pod_health.failed("pods", &e)?,
+                    None => return Err(SchedulerError::WatchEnded("pods")),
+                },
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
+                    Ok(done) => self.on_task_done(done),
+                    Err(e) => warn!(error = %e, "scheduler task failed"),
+                },
+                () = tokio::time::sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {
+                    self.queue.flush(Instant::now());
+                }
+                () = std::future::ready(()), if can_schedule => self.schedule_one(),
+            }
+        }
+    }
+
+    fn on_node_event(&mut self, event: Event<Node>) {
+        let now = Instant::now();
+        match event {
+            Event::Apply(node) => {
+                if self.cache.apply_node(&node) {
+                    self.queue.move_all_to_active(now);
+                }
+            }
+            Event::Delete(node) => {
+                // A node going away makes nothing schedulable; nobody moves.
+                if let Some(name) = node.metadata.name.as_deref() {
+                    self.cache.delete_node(name);
+                }
+            }
+            Event::Init => self.node_relist = Some(Vec::new()),
+            Event::InitApply(node) => match self.node_relist.as_mut() {
+                Some(list) => list.push(node),
+                None => {
+                    if self.cache.apply_node(&node) {
+                        self.queue.move_all_to_active(now);
+                    }
+                }
+            },
+            Event::InitDone => {
+                let list = self.node_relist.take().unwrap_or_default();
+                if self.cache.replace_nodes(&list) {
+                    self.queue.move_all_to_active(now);
+                }
+                if !self.nodes_synced {
+                    info!(nodes = self.cache.node_count(), "node cache synced");
+                }
+                self.nodes_synced = true;
+            }
+        }
+    }
+
+    fn on_pod_event(&mut self, event: Event<Pod>) {
+        let now = Instant::now();
+        match event {
+            Event::Apply(pod) => self.on_pod(&pod, false, now),
+            Event::Delete(pod) => self.on_pod(&pod, true, now),
+            Event::Init => self.pod_relist = Some((now, HashSet::new())),
+            Event::InitApply(pod) => {
+                if let Some((_, seen)) = self.pod_relist.as_mut() {
+                    seen.insert(pod_key(&pod));
+                }
+                self.on_pod(&pod, false, now);
+            }
+            Event::InitDone => {
+                if let Some((started, seen)) = self.pod_relist.take() {
+                    // Pods deleted while the watch was down never sent a Delete.
+                    if self.cache.retain_pods(&seen, started) {
+                        self.queue.move_all_to_active(now);
+                    }
+                    self.queue.retain(|key| seen.contains(key));
+                    self.conditions.retain(|key, _| seen.contains(key));
+                }
+                if !self.pods_synced {
+                    info!(pending = self.queue.len(), "pod cache synced");
+                }
+                self.pods_synced = true;
+            }
+        }
+    }
+
+    fn is_ours(&self, pod: &Pod) -> bool {
+        let name = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.scheduler_name.as_deref())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(DEFAULT_SCHEDULER_NAME);
+        name == self.config.scheduler_name
+    }
+
+    fn on_pod(&mut self, pod: &Pod, deleted: bool, now: Instant) {
+        let key = pod_key(pod);
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let finished = matches!(phase, Some("Succeeded" | "Failed"));
+        if deleted || finished {
+            // Upstream's informer drops finished pods too: they hold no resources.
+            self.queue.remove(&key);
+            self.conditions.remove(&key);
+            if self.cache.remove_pod(&key) {
+                self.queue.move_all_to_active(now);
+            }
+            return;
+        }
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .filter(|n| !n.is_empty());
+        let info = PodInfo::from_pod(pod);
+        if let Some(node) = node {
+            // Bound, by us or anyone: count it, stop trying.
+            self.queue.remove(&key);
+            self.conditions.remove(&key);
+            self.cache.apply_assigned_pod(info, node);
+            return;
+        }
+        let terminating = pod.metadata.deletion_timestamp.is_some();
+        if !self.is_ours(pod) || terminating {
+            self.queue.remove(&key);
+            self.conditions.remove(&key);
+            return;
+        }
+        if self.cache.is_assumed(&info) {
+            // A stale event from before our binding landed.
+            return;
+        }
+        match scheduled_false(pod) {
+            Some(c) => self.conditions.insert(key, c),
+            None => self.conditions.remove(&key),
+        };
+        self.queue.add_or_update(info, now);
+    }
+
+    /// One scheduling cycle: pick the next pod, choose a node, assume it there and send the
+    /// binding off; or report why no node fits.
+    fn schedule_one(&mut self) {
+        let Some(popped) = self.queue.pop() else {
+            return;
+        };
+        let pod = popped.pod;
+        let key = pod.key();
+        let span = info_span!(
+            "schedule_pod",
+            pod = %key,
+            attempt = popped.attempts + 1,
+            result = field::Empty,
+            node = field::Empty,
+            duration_ms = field::Empty,
+        );
+        let started = Instant::now();
+        let decision = span.in_scope(|| {
+            self.framework
+                .schedule(&pod, self.cache.nodes(), &mut self.rng)
+        });
+        match decision {
+            Ok(decision) => {
+                self.cache.assume(&pod, &decision.node, started);
+                span.record("node", decision.node.as_str());
+                span.in_scope(|| {
+                    debug!(
+                        feasible = decision.feasible_nodes,
+                        score = decision.score,
+                        "node chosen; binding"
+                    );
+                });
+                let client = self.client.clone();
+                let task_span = span.clone();
+                self.tasks.spawn(
+                    async move {
+                        let outcome = binder::bind(client, &pod, &decision.node).await;
+                        TaskDone::Bind(Box::new(BindDone {
+                            pod,
+                            node: decision.node,
+                            outcome,
+                            span: task_span,
+                            started,
+                        }))
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(err) => {
+                let message = err.to_string();
+                self.queue
+                    .requeue_unschedulable(&pod, popped.cycle, Instant::now());
+                finish(&span, "unschedulable", started);
+                span.in_scope(|| info!(reason = %message, "pod is unschedulable"));
+                self.report_failure(&pod, "Unschedulable", message, span);
+            }
+        }
+    }
+
+    fn on_task_done(&mut self, done: TaskDone) {
+        let TaskDone::Bind(bind) = done else {
+            return;
+        };
+        let BindDone {
+            pod,
+            node,
+            outcome,
+            span,
+            started,
+        } = *bind;
+        let now = Instant::now();
+        match outcome {
+            BindOutcome::Bound => {
+                self.queue.done(&pod);
+                self.conditions.remove(&pod.key());
+                finish(&span, "bound", started);
+                span.in_scope(|| info!(node = %node, "pod bound"));
+                self.record_event(&pod, PodEvent::scheduled(&pod, &node), span);
+            }
+            BindOutcome::Moot(why) => {
+                // Someone else bound it, or it is gone; the watch tells the rest.
+                self.cache.forget(&pod);
+                self.queue.done(&pod);
+                finish(&span, "dropped", started);
+                span.in_scope(|| info!(reason = %why, "binding moot; pod dropped from the queue"));
+            }
+            BindOutcome::Failed(e) => {
+                self.cache.forget(&pod);
+                self.queue.requeue_error(&pod, now);
+                // The room it was assumed to take is free again.
+                self.queue.move_all_to_active(now);
+                finish(&span, "error", started);
+                span.in_scope(|| warn!(error = %e, "binding failed; will retry"));
+                self.report_failure(
+                    &pod,
+                    "SchedulerError",
+                    format!("binding rejected: {e}"),
+                    span,
+                );
+            }
+        }
+    }
+
+    /// Sets `PodScheduled=False` (when it differs from what the pod carries) and records a
+    /// FailedScheduling event.
+    fn report_failure(&mut self, pod: &PodInfo, reason: &str, message: String, span: Span) {
+        let condition = Condition {
+            reason: reason.to_string(),
+            message: message.clone(),
+        };
+        let previous = self.conditions.insert(pod.key(), condition.clone());
+        let patch = previous.as_ref() != Some(&condition);
+        let transition = previous.is_none();
+        let client = self.client.clone();
+        let pod = pod.clone();
+        let component = self.config.scheduler_name.clone();
+        self.tasks.spawn(
+            async move {
+                if patch {
+                    if let Err(e) =
+                        events::set_unschedulable(client.clone(), &pod, &condition, transition)
+                            .await
+                    {
+                        debug!(error = %e, "could not set the PodScheduled condition");
+                    }
+                }
+                if let Err(e) =
+                    events::record(client, &pod, &PodEvent::failed(&message), &component).await
+                {
+                    debug!(error = %e, "could not record the FailedScheduling event");
+                }
+                TaskDone::Report
+            }
+            .instrument(span),
+        );
+    }
+
+    fn record_event(&mut self, pod: &PodInfo, event: PodEvent, span: Span) {
+        let client = self.client.clone();
+        let pod = pod.clone();
+        let component = self.config.scheduler_name.clone();
+        self.tasks.spawn(
+            async move {
+                if let Err(e) = events::record(client, &pod, &event, &component).await {
+                    debug!(error = %e, reason = event.reason, "could not record event");
+                }
+                TaskDone::Report
+            }
+            .instrument(span),
+        );
+    }
+}
+
+fn finish(span: &Span, result: &str, started: Instant) {
+    span.record("result", result);
+    span.record(
+        "duration_ms",
+        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    );
+}
+
+fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or(""),
+        pod.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// The pod's `PodScheduled` condition if it is False.
+fn scheduled_false(pod: &Pod) -> Option<Condition> {
+    let c = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "PodScheduled")?;
+    (c.status == "False").then(|| Condition {
+        reason: c.reason.clone().unwrap_or_default(),
+        message: c.message.clone().unwrap_or_default(),
+    })
+}

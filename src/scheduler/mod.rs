@@ -1,0 +1,96 @@
+//! The scheduler: assigns pending pods to nodes, the way kube-scheduler does.
+//!
+//! It is an API client like any other (it may run inside the control-plane process, but only
+//! talks to it through a [`kube::Client`]): it watches nodes and pods into a [`cache`], keeps
+//! pending pods in a [`queue`] with back-off, runs the [`framework`]'s filter and score
+//! [`plugins`] over the cached nodes, binds the pod ([`binder`]) and reports the outcome as
+//! the `PodScheduled` condition and Events ([`events`]).
+//!
+//! Not done (yet): preemption (the failure message reports what upstream's preemption says
+//! when it finds no victims), inter-pod (anti-)affinity, topology spread, volume and port
+//! plugins, nominated nodes, `percentageOfNodesToScore` (every node is evaluated), multiple
+//! profiles, and wasm plugins (which will implement [`FilterPlugin`]/[`ScorePlugin`]).
+
+pub mod binder;
+pub mod cache;
+mod driver;
+pub mod events;
+#[cfg(test)]
+mod fake_api;
+pub mod framework;
+pub mod plugins;
+pub mod queue;
+pub mod resources;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod testutil;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use framework::{
+    FilterPlugin, FitError, Framework, NodeInfo, PodInfo, Reason, ScheduleError, ScorePlugin,
+};
+pub use plugins::default_framework;
+
+/// How long the watches may fail without a break before [`run`] decides the API server
+/// is gone for good. kube-runtime's watcher retries with back-off (up to 30 s apart) all the
+/// while, so restarts and short outages pass unnoticed.
+pub const API_GIVE_UP: Duration = Duration::from_secs(120);
+
+/// The scheduler name pods get when they do not ask for another.
+pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
+
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// Pods whose `spec.schedulerName` is this (or empty, when this is the default name) are
+    /// ours; the name is also the Event source.
+    pub scheduler_name: String,
+    /// Back-off after the first failed attempt; doubles per failure.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            scheduler_name: DEFAULT_SCHEDULER_NAME.to_string(),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The watches kept failing for [`API_GIVE_UP`]: the API server is gone.
+    #[error("API server unavailable for {0:?}: {1}")]
+    ApiUnavailable(Duration, String),
+    /// A watch stream ended, which kube-runtime's watcher never does on its own.
+    #[error("the {0} watch ended")]
+    WatchEnded(&'static str),
+}
+
+/// Runs until the client's server goes away for good (its watches fail for
+/// [`API_GIVE_UP`] on end) or `shutdown` resolves. Bindings still in flight at
+/// shutdown are abandoned; the pods stay pending for the next scheduler.
+pub async fn run(
+    client: kube::Client,
+    config: SchedulerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), SchedulerError> {
+    run_with(client, config, default_framework(), shutdown).await
+}
+
+/// [`run`] with a custom set of plugins.
+pub async fn run_with(
+    client: kube::Client,
+    config: SchedulerConfig,
+    framework: Framework,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), SchedulerError> {
+    driver::Driver::new(client, config, framework)
+        .run(shutdown)
+        .await
+}
