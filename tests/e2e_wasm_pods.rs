@@ -305,3 +305,152 @@ fn deleting_a_long_running_pod_finishes_within_its_grace_period() {
     let out = c.kubectl(&["get", "pod", "sleeper"]);
     assert!(!out.status.success(), "the pod object is gone");
 }
+
+#[test]
+fn an_agent_restart_neither_loses_nor_reruns_pods() {
+    let mut c = start();
+    let mut always = pod("ticker", &["--tick", "0.5"], "", "");
+    always = always.replace("restartPolicy: Never", "restartPolicy: Always");
+    c.ok_stdin(&["apply", "-f", "-"], &always);
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod("once", &["--sleep", "600"], "", ""),
+    );
+    c.ok_stdin(&["apply", "-f", "-"], &pod("done", &[], "", ""));
+    wait_phase(&c, "ticker", "Running");
+    wait_phase(&c, "once", "Running");
+    let done = wait_phase(&c, "done", "Succeeded");
+    let finished_at =
+        done["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"].clone();
+
+    // The whole process dies (SIGKILL): the wasm instances die with it.
+    c.restart();
+
+    // Restartable pods come back with one more restart.
+    let ticker = eventually(Duration::from_secs(60), || {
+        let p = pod_json(&c, "ticker");
+        let cs = &p["status"]["containerStatuses"][0];
+        (cs["restartCount"].as_u64() >= Some(1) && cs["state"]["running"].is_object()).then_some(p)
+    });
+    assert_eq!(ticker["status"]["phase"], "Running");
+    // A restartPolicy=Never pod is not run a second time: it is reported lost.
+    let once = wait_phase(&c, "once", "Failed");
+    let t = &once["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["reason"], "ContainerStatusUnknown", "{once}");
+    // A finished pod stays as it was.
+    let done = pod_json(&c, "done");
+    assert_eq!(done["status"]["phase"], "Succeeded");
+    assert_eq!(
+        done["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"],
+        finished_at
+    );
+    assert_eq!(done["status"]["containerStatuses"][0]["restartCount"], 0);
+}
+
+#[test]
+fn kubectl_get_pods_watch_shows_the_lifecycle() {
+    let c = start();
+    let mut watcher = Command::new(common::kubectl_path())
+        .args(["get", "pods", "-w"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .env("HOME", c.dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl get pods -w");
+    let mut stdout = watcher.stdout.take().expect("stdout");
+    std::thread::sleep(Duration::from_millis(500));
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod("short", &["--sleep", "1"], "", ""),
+    );
+    wait_phase(&c, "short", "Succeeded");
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    let mut seen = String::new();
+    use std::io::Read as _;
+    let _ = stdout.read_to_string(&mut seen);
+    let statuses: Vec<&str> = seen
+        .lines()
+        .filter(|l| l.starts_with("short"))
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert!(statuses.contains(&"Pending"), "{seen}");
+    assert!(statuses.contains(&"Running"), "{seen}");
+    assert_eq!(statuses.last(), Some(&"Completed"), "{seen}");
+}
+
+#[test]
+fn pods_pull_wasm_images_from_a_registry() {
+    let registry = common::registry::Registry::start();
+    let host = registry.host();
+    let c = start();
+    let dir = wasm_examples();
+    // One image pushed by wkube itself, one by skopeo.
+    let c_wasm = dir.join("hello-c.wasm").to_string_lossy().to_string();
+    let out = c.wkube(&["image", "push", &c_wasm, &format!("{host}/demo/hello-c:v1")]);
+    assert!(
+        out.status.success(),
+        "wkube image push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rust_wasm = std::fs::read(dir.join("hello-rust.wasm")).expect("hello-rust.wasm");
+    common::registry::skopeo_push_wasm(&rust_wasm, &format!("{host}/demo/hello-skopeo:v1"));
+
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: pulled-c}}
+spec:
+  restartPolicy: Never
+  containers: [{{name: main, image: "{host}/demo/hello-c:v1", env: [{{name: GREETING, value: from-registry}}]}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: pulled-skopeo}}
+spec:
+  restartPolicy: Never
+  containers: [{{name: main, image: "{host}/demo/hello-skopeo:v1", args: ["from", "skopeo"]}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: missing}}
+spec:
+  restartPolicy: Never
+  containers: [{{name: main, image: "{host}/demo/nothing-here:v1"}}]
+"#
+    );
+    c.ok_stdin(&["apply", "-f", "-"], &manifest);
+    wait_phase(&c, "pulled-c", "Succeeded");
+    let logs = c.ok(&["logs", "pulled-c"]);
+    assert!(logs.contains("GREETING=from-registry"), "{logs}");
+    wait_phase(&c, "pulled-skopeo", "Succeeded");
+    let logs = c.ok(&["logs", "pulled-skopeo"]);
+    assert!(
+        logs.contains(r#"["hello-skopeo.wasm", "from", "skopeo"]"#),
+        "{logs}"
+    );
+    let described = c.ok(&["describe", "pod", "pulled-skopeo"]);
+    assert!(
+        described.contains("Pulling") && described.contains("Successfully pulled image"),
+        "{described}"
+    );
+    // A tag the registry does not have: ErrImagePull / ImagePullBackOff with its message.
+    let waiting = eventually(Duration::from_secs(30), || {
+        let p = pod_json(&c, "missing");
+        let w = p["status"]["containerStatuses"][0]["state"]["waiting"].clone();
+        matches!(
+            w["reason"].as_str(),
+            Some("ErrImagePull" | "ImagePullBackOff")
+        )
+        .then_some(w)
+    });
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("manifest unknown"),
+        "{waiting}"
+    );
+}

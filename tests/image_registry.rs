@@ -1,12 +1,13 @@
 //! The image store against a real registry: Debian's `docker-registry` (distribution 2.8) on a
 //! free loopback port, plus `skopeo` as an independent pusher when it is installed.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+
+use common::registry::{find_binary, Registry};
 
 use sha2::{Digest, Sha256};
 use wkube::image::{
@@ -15,128 +16,6 @@ use wkube::image::{
 
 /// The smallest valid wasm module.
 const MODULE: &[u8] = b"\0asm\x01\0\0\0";
-
-/// A running `docker-registry`; killed when dropped.
-struct Registry {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        Registry::start_with(None)
-    }
-
-    /// `htpasswd`: one `user:bcrypt-hash` line; the registry then requires HTTP Basic auth.
-    fn start_with(htpasswd: Option<&str>) -> Registry {
-        let binary = find_binary("docker-registry")
-            .unwrap_or_else(|| panic!("install docker-registry (apt-get install docker-registry)"));
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
-             delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
-        let config = match htpasswd {
-            Some(line) => {
-                let path = dir.path().join("htpasswd");
-                std::fs::write(&path, format!("{line}\n")).unwrap();
-                format!(
-                    "{config}auth:\n  htpasswd:\n    realm: wkube-test\n    path: {}\n",
-                    path.display()
-                )
-            }
-            None => config,
-        };
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut registry = Registry {
-            child: Some(child),
-            port,
-            dir,
-        };
-        registry.wait_ready();
-        registry
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("docker-registry exited ({status}):\n{}", self.log());
-            }
-            // 401 is an answer too, from a registry that wants credentials.
-            if matches!(http_status(self.port, "/v2/"), Some(200 | 401)) {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "docker-registry did not answer /v2/ in 20s:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn find_binary(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Status code of a GET, without pulling an HTTP client into the tests.
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.split_whitespace().nth(1)?.parse().ok()
-}
 
 fn open_store(dir: &Path) -> ImageStore {
     ImageStore::open(ImageStoreConfig {

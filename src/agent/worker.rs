@@ -149,19 +149,17 @@ fn active_deadline(pod: &Value) -> Option<Instant> {
     Some(Instant::now() + left)
 }
 
-/// Status from what the pod object says (restart counts survive an agent restart).
+/// Status from what the pod object says, so that an agent restart neither loses a pod nor
+/// runs one twice: restart counts carry over, finished containers stay finished, and a
+/// container that was running when the agent went away (wasm instances live in the agent) is
+/// restarted if its policy allows, or reported lost (`ContainerStatusUnknown`) if not.
 fn initial_status(ctx: &AgentContext, pod: &Value) -> PodStatus {
-    let restarts = |list: &str, name: &str| {
-        pod.pointer(&format!("/status/{list}"))
-            .and_then(Value::as_array)
-            .and_then(|a| {
-                a.iter()
-                    .find(|c| c.get("name").and_then(Value::as_str) == Some(name))
-            })
-            .and_then(|c| c.get("restartCount").and_then(Value::as_u64))
-            .unwrap_or(0) as u32
-    };
+    let policy = pod
+        .pointer("/spec/restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("Always");
     let build = |field: &str, list: &str| -> Vec<ContainerStatus> {
+        let init = field == "initContainers";
         pod.pointer(&format!("/spec/{field}"))
             .and_then(Value::as_array)
             .into_iter()
@@ -169,9 +167,30 @@ fn initial_status(ctx: &AgentContext, pod: &Value) -> PodStatus {
             .map(|c| {
                 let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
                 let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
-                let mut s = ContainerStatus::new(name, image, restarts(list, name));
+                let previous = pod
+                    .pointer(&format!("/status/{list}"))
+                    .and_then(Value::as_array)
+                    .and_then(|a| {
+                        a.iter()
+                            .find(|s| s.get("name").and_then(Value::as_str) == Some(name))
+                    });
+                let restarts = previous
+                    .and_then(|p| p.get("restartCount").and_then(Value::as_u64))
+                    .unwrap_or(0) as u32;
+                let mut s = ContainerStatus::new(name, image, restarts);
                 if field == "containers" && pod.pointer("/spec/initContainers").is_some() {
                     s.waiting("PodInitializing", None);
+                }
+                if let Some(prev) = previous {
+                    adopt(
+                        &mut s,
+                        prev,
+                        if init && policy != "Never" {
+                            "OnFailure"
+                        } else {
+                            policy
+                        },
+                    );
                 }
                 s
             })
@@ -184,13 +203,83 @@ fn initial_status(ctx: &AgentContext, pod: &Value) -> PodStatus {
         .map_or_else(SystemTime::now, |t| t.with_timezone(&chrono::Utc).into());
     let init = build("initContainers", "initContainerStatuses");
     PodStatus {
-        initialized: init.is_empty(),
+        initialized: init.iter().all(|c| c.finished && c.succeeded()),
         init,
         containers: build("containers", "containerStatuses"),
         failed: None,
         host_ip: ctx.config.node_ip.to_string(),
         start_time,
         transition: Default::default(),
+    }
+}
+
+fn parse_time(v: &Value, ptr: &str) -> SystemTime {
+    v.pointer(ptr)
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or_else(SystemTime::now, |t| t.with_timezone(&chrono::Utc).into())
+}
+
+fn terminated_from(t: &Value) -> ExitStatus {
+    ExitStatus {
+        exit_code: t.get("exitCode").and_then(Value::as_i64).unwrap_or(0) as i32,
+        reason: t
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("Error")
+            .to_string(),
+        message: t.get("message").and_then(Value::as_str).map(str::to_string),
+        started_at: parse_time(t, "/startedAt"),
+        finished_at: parse_time(t, "/finishedAt"),
+    }
+}
+
+/// Applies a container's previously reported state (see [`initial_status`]).
+fn adopt(s: &mut ContainerStatus, prev: &Value, policy: &str) {
+    s.image_id = prev
+        .get("imageID")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    s.container_id = prev
+        .get("containerID")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if let Some(t) = prev.pointer("/lastState/terminated") {
+        s.last_state = Some(terminated_from(t));
+    }
+    if let Some(t) = prev.pointer("/state/terminated") {
+        let exit = terminated_from(t);
+        let will_restart = match policy {
+            "Always" => true,
+            "OnFailure" => exit.exit_code != 0,
+            _ => false,
+        };
+        if will_restart {
+            s.last_state = Some(exit);
+            s.restart_count += 1;
+        } else {
+            s.state = State::Terminated(exit);
+            s.finished = true;
+        }
+    } else if let Some(r) = prev.pointer("/state/running") {
+        let lost = ExitStatus {
+            exit_code: 137,
+            reason: "ContainerStatusUnknown".to_string(),
+            message: Some(
+                "The container could not be located when the pod was terminated".to_string(),
+            ),
+            started_at: parse_time(r, "/startedAt"),
+            finished_at: SystemTime::now(),
+        };
+        if policy == "Never" {
+            s.state = State::Terminated(lost);
+            s.finished = true;
+        } else {
+            s.last_state = Some(lost);
+            s.restart_count += 1;
+        }
     }
 }
 
@@ -408,6 +497,16 @@ async fn container_loop(
     let image_ref = text(container, "/image");
     let who = involved(pod, Some((&cname, slot.index, slot.init)));
     let mut failures = 0u32;
+    // Finished before an agent restart: nothing to run again.
+    let done_before = shared.status.lock().ok().and_then(|s| {
+        let list = if slot.init { &s.init } else { &s.containers };
+        list.get(slot.index)
+            .filter(|c| c.finished)
+            .map(|c| c.succeeded())
+    });
+    if let Some(success) = done_before {
+        return success;
+    }
     loop {
         if stop.borrow().is_some() {
             return false;

@@ -2,6 +2,8 @@
 //! `kubectl` and by the `kube` Rust client.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
