@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::agent::{self, AgentConfig};
 use crate::image::{ImageStore, ImageStoreConfig};
-use crate::runtime::wasm::WasmRuntime;
+use crate::runtime::wasm::{WasmRuntime, WasmRuntimeConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
@@ -139,8 +139,13 @@ pub async fn run_node(
         insecure_registries: node.insecure_registries.clone(),
     })
     .context("opening the image store")?;
-    let runtime =
-        WasmRuntime::new(&data_dir.join("compiled")).context("starting the wasm runtime")?;
+    // Room for every container of `max_pods` pods (the pool reserves address space only).
+    let runtime_config = WasmRuntimeConfig {
+        max_instances: (node.max_pods.saturating_mul(2)).max(1000),
+        ..WasmRuntimeConfig::default()
+    };
+    let runtime = WasmRuntime::with_config(&data_dir.join("compiled"), runtime_config)
+        .context("starting the wasm runtime")?;
     let mut config = AgentConfig::new(&node.node_name(), data_dir.to_path_buf(), ca_pem);
     config.node_ip = node.node_ip;
     config.listen = node.agent_listen;

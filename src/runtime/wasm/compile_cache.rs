@@ -8,6 +8,11 @@
 //! them atomically (temporary file + rename), so a file at such a name is always a complete
 //! artifact that wasmtime itself produced. Wasmtime additionally checks the artifact's header
 //! (wasmtime version, target, engine settings) and refuses mismatches; we then recompile.
+//!
+//! `deserialize_file` maps the file into memory. Replacing an entry by rename leaves the old
+//! mapping intact; truncating or rewriting one in place would fault the process (SIGBUS) the
+//! next time that code runs — so nothing, not even cleanup tooling, may edit these files in
+//! place (deleting them is fine).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

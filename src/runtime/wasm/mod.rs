@@ -1,13 +1,13 @@
 //! The wasm runtime: pods' containers as wasmtime instances.
 //!
-//! * One [`wasmtime::Engine`] per node ([`engine`]): pooling allocator, epoch interruption,
+//! * One [`wasmtime::Engine`] per node (`engine.rs`): pooling allocator, epoch interruption,
 //!   async calls. A thread advances the epoch every 10 ms.
 //! * [`PodRuntime::prepare`] compiles an image once per digest, keeps the artifact on disk
-//!   ([`compile_cache`]) and a pre-linked instance in memory, so starts are cheap.
-//! * [`PodRuntime::start`] gives the guest a WASI context made from the pod spec ([`wasi`]),
-//!   memory and CPU limits ([`limits`]) and runs it as a task on the runtime's own guest
-//!   threads ([`container`]). Core modules run as WASI preview 1 commands ([`p1`]),
-//!   components as `wasi:cli/run` commands ([`p2`]).
+//!   (`compile_cache.rs`) and a pre-linked instance in memory, so starts are cheap.
+//! * [`PodRuntime::start`] gives the guest a WASI context made from the pod spec (`wasi.rs`),
+//!   memory and CPU limits (`limits.rs`) and runs it as a task on the runtime's own guest
+//!   threads (`container.rs`). Core modules run as WASI preview 1 commands (`p1.rs`),
+//!   components as `wasi:cli/run` commands (`p2.rs`).
 
 use std::collections::HashMap;
 use std::path::Path;

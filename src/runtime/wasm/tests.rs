@@ -449,7 +449,6 @@ async fn cpu_limit_slows_a_busy_guest_down() {
     let t = Instant::now();
     let status = run_to_end(&f.rt, s).await;
     let limited = t.elapsed();
-    eprintln!("TIMING free {free:?} limited {limited:?}");
     assert_eq!(status.reason, "Completed");
     // At 200m it should take ~5x as long; allow a wide margin for noisy machines (and for
     // very fast ones, where the work fits in a few ticks).
