@@ -127,52 +127,78 @@ fn select_items(data: Vec<(String, Vec<u8>)>, source: &Value) -> Vec<(String, Ve
         .collect()
 }
 
+/// What a configMap or secret volume source names.
+struct SourceRef {
+    kind: &'static str,
+    name: String,
+    optional: bool,
+}
+
+impl SourceRef {
+    fn of(source: &Value, kind: &'static str, name_field: &str) -> Self {
+        SourceRef {
+            kind,
+            name: source
+                .get(name_field)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            optional: source
+                .get("optional")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        }
+    }
+
+    /// The object's data, an empty set for a missing optional one, or `Missing`.
+    fn data(
+        &self,
+        found: Option<Vec<(String, Vec<u8>)>>,
+        source: &Value,
+    ) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
+        match found {
+            Some(data) => Ok(select_items(data, source)),
+            None if self.optional => Ok(Vec::new()),
+            None => Err(VolumeError::Missing {
+                kind: self.kind,
+                name: self.name.clone(),
+            }),
+        }
+    }
+
+    fn api_error(&self, source: kube::Error) -> VolumeError {
+        VolumeError::Api {
+            kind: self.kind,
+            name: self.name.clone(),
+            source,
+        }
+    }
+}
+
 async fn config_map_files(
     client: &kube::Client,
     ns: &str,
     source: &Value,
 ) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
-    let name = source
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let optional = source
-        .get("optional")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let r = SourceRef::of(source, "configmap", "name");
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let cm = api
-        .get_opt(&name)
-        .await
-        .map_err(|source| VolumeError::Api {
-            kind: "configmap",
-            name: name.clone(),
-            source,
-        })?;
-    let Some(cm) = cm else {
-        return if optional {
-            Ok(Vec::new())
-        } else {
-            Err(VolumeError::Missing {
-                kind: "configmap",
-                name,
-            })
-        };
-    };
-    let mut data: Vec<(String, Vec<u8>)> = cm
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.into_bytes()))
-        .collect();
-    data.extend(
-        cm.binary_data
+    let cm = api.get_opt(&r.name).await.map_err(|e| r.api_error(e))?;
+    let found = cm.map(|cm| {
+        let mut data: Vec<(String, Vec<u8>)> = cm
+            .data
             .unwrap_or_default()
             .into_iter()
-            .map(|(k, v)| (k, v.0)),
-    );
-    Ok(select_items(data, source))
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+        data.extend(
+            cm.binary_data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0)),
+        );
+        data
+    });
+    r.data(found, source)
 }
 
 async fn secret_files(
@@ -180,41 +206,17 @@ async fn secret_files(
     ns: &str,
     source: &Value,
 ) -> Result<Vec<(String, Vec<u8>)>, VolumeError> {
-    let name = source
-        .get("secretName")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let optional = source
-        .get("optional")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let r = SourceRef::of(source, "secret", "secretName");
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret = api
-        .get_opt(&name)
-        .await
-        .map_err(|source| VolumeError::Api {
-            kind: "secret",
-            name: name.clone(),
-            source,
-        })?;
-    let Some(secret) = secret else {
-        return if optional {
-            Ok(Vec::new())
-        } else {
-            Err(VolumeError::Missing {
-                kind: "secret",
-                name,
-            })
-        };
-    };
-    let data = secret
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    Ok(select_items(data, source))
+    let secret = api.get_opt(&r.name).await.map_err(|e| r.api_error(e))?;
+    let found = secret.map(|s| {
+        s.data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect()
+    });
+    r.data(found, source)
 }
 
 /// Downward API files: metadata fields of the pod itself.

@@ -550,14 +550,13 @@ async fn container_loop(
         // 2. Compile (once per digest) and assemble the container.
         if let Err(e) = ctx.runtime.prepare(&image).await {
             failures += 1;
-            let msg = e.to_string();
-            with_container(shared, slot, |c| {
-                c.waiting("CreateContainerError", Some(msg.clone()))
-            });
-            ctx.events
-                .warning(&who, "Failed", &format!("Error: {msg}"))
-                .await;
-            if wait_or_stop(&stop, backoff(ctx, failures)).await {
+            let delay = backoff(ctx, failures);
+            let failure = Failure {
+                reason: "CreateContainerError",
+                message: e.to_string(),
+                retry_in: delay,
+            };
+            if setback(ctx, shared, slot, &who, failure, &stop).await {
                 return false;
             }
             continue;
@@ -572,15 +571,15 @@ async fn container_loop(
         };
         let spec = match build_spec(ctx, pod, container, &image, volumes, restart_count).await {
             Ok(s) => s,
-            Err(msg) => {
+            Err(message) => {
                 failures += 1;
-                with_container(shared, slot, |c| {
-                    c.waiting("CreateContainerConfigError", Some(msg.clone()))
-                });
-                ctx.events
-                    .warning(&who, "Failed", &format!("Error: {msg}"))
-                    .await;
-                if wait_or_stop(&stop, Duration::from_secs(2)).await {
+                let retry_in = Duration::from_secs(2);
+                let failure = Failure {
+                    reason: "CreateContainerConfigError",
+                    message,
+                    retry_in,
+                };
+                if setback(ctx, shared, slot, &who, failure, &stop).await {
                     return false;
                 }
                 continue;
@@ -597,14 +596,13 @@ async fn container_loop(
             Ok(h) => h,
             Err(e) => {
                 failures += 1;
-                let msg = e.to_string();
-                with_container(shared, slot, |c| {
-                    c.waiting("CreateContainerError", Some(msg.clone()))
-                });
-                ctx.events
-                    .warning(&who, "Failed", &format!("Error: {msg}"))
-                    .await;
-                if wait_or_stop(&stop, backoff(ctx, failures)).await {
+                let delay = backoff(ctx, failures);
+                let failure = Failure {
+                    reason: "CreateContainerError",
+                    message: e.to_string(),
+                    retry_in: delay,
+                };
+                if setback(ctx, shared, slot, &who, failure, &stop).await {
                     return false;
                 }
                 continue;
@@ -680,6 +678,32 @@ async fn container_loop(
         }
         with_container(shared, slot, |c| c.restart_count += 1);
     }
+}
+
+/// Why a container could not be started this time.
+struct Failure {
+    reason: &'static str,
+    message: String,
+    retry_in: Duration,
+}
+
+/// Reports a failed start (waiting reason, Warning event) and waits before the next attempt.
+/// Returns true if the pod is being stopped meanwhile.
+async fn setback(
+    ctx: &AgentContext,
+    shared: &Shared,
+    slot: Slot,
+    who: &Involved,
+    failure: Failure,
+    stop: &watch::Receiver<Option<Duration>>,
+) -> bool {
+    with_container(shared, slot, |c| {
+        c.waiting(failure.reason, Some(failure.message.clone()))
+    });
+    ctx.events
+        .warning(who, "Failed", &format!("Error: {}", failure.message))
+        .await;
+    wait_or_stop(stop, failure.retry_in).await
 }
 
 /// Pulls (or finds) the container's image, with the kubelet's events and reasons.

@@ -9,6 +9,63 @@ use k8s_openapi::Resource as _;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::Value;
 
+/// The built-in kinds that get their own treatment (validation, defaults, table columns), so
+/// that dispatch is one `match` rather than string compares everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuiltinKind {
+    Pod,
+    Namespace,
+    Node,
+    /// core/v1 Event.
+    CoreEvent,
+    /// events.k8s.io/v1 Event.
+    EventsEvent,
+    ConfigMap,
+    Secret,
+    ServiceAccount,
+    Service,
+    Endpoints,
+    EndpointSlice,
+    Lease,
+    Deployment,
+    ReplicaSet,
+    DaemonSet,
+    StatefulSet,
+    Job,
+    CronJob,
+    PriorityClass,
+    /// Anything else: the project's own kinds, custom resources.
+    Other,
+}
+
+impl BuiltinKind {
+    /// Chosen by group and kind only: every served version of a kind is treated alike.
+    pub fn of(resource: &ResourceInfo) -> BuiltinKind {
+        match (resource.group, resource.kind) {
+            ("", "Pod") => BuiltinKind::Pod,
+            ("", "Namespace") => BuiltinKind::Namespace,
+            ("", "Node") => BuiltinKind::Node,
+            ("", "Event") => BuiltinKind::CoreEvent,
+            ("events.k8s.io", "Event") => BuiltinKind::EventsEvent,
+            ("", "ConfigMap") => BuiltinKind::ConfigMap,
+            ("", "Secret") => BuiltinKind::Secret,
+            ("", "ServiceAccount") => BuiltinKind::ServiceAccount,
+            ("", "Service") => BuiltinKind::Service,
+            ("", "Endpoints") => BuiltinKind::Endpoints,
+            ("discovery.k8s.io", "EndpointSlice") => BuiltinKind::EndpointSlice,
+            ("coordination.k8s.io", "Lease") => BuiltinKind::Lease,
+            ("apps", "Deployment") => BuiltinKind::Deployment,
+            ("apps", "ReplicaSet") => BuiltinKind::ReplicaSet,
+            ("apps", "DaemonSet") => BuiltinKind::DaemonSet,
+            ("apps", "StatefulSet") => BuiltinKind::StatefulSet,
+            ("batch", "Job") => BuiltinKind::Job,
+            ("batch", "CronJob") => BuiltinKind::CronJob,
+            ("scheduling.k8s.io", "PriorityClass") => BuiltinKind::PriorityClass,
+            _ => BuiltinKind::Other,
+        }
+    }
+}
+
 /// A subresource of a resource that the server serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subresource {

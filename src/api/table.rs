@@ -61,7 +61,7 @@ pub fn cells(resource: &ResourceInfo, object: &Value, now: DateTime<Utc>) -> Vec
         Printer::Job => job_cells(object, now),
         Printer::CronJob => cron_job_cells(object, now),
         Printer::PriorityClass => priority_class_cells(object, now),
-        Printer::Default => default_cells(object, now),
+        Printer::Other => default_cells(object, now),
     };
     debug_assert_eq!(cells.len(), p.columns().len(), "cells misaligned for {p:?}");
     cells
@@ -149,61 +149,11 @@ pub fn human_duration(d: Duration) -> String {
 // Which printer a resource uses, and its columns.
 // ---------------------------------------------------------------------------------------------
 
-/// The table layout of a kind. Chosen by group and kind only: upstream prints the internal
-/// (version-independent) type, so every served version of a kind shares one layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Printer {
-    Pod,
-    Namespace,
-    Node,
-    /// core/v1 Event.
-    CoreEvent,
-    /// events.k8s.io/v1 Event: upstream converts it to the core type and prints it the same way.
-    EventsEvent,
-    ConfigMap,
-    Secret,
-    ServiceAccount,
-    Service,
-    Endpoints,
-    EndpointSlice,
-    Lease,
-    Deployment,
-    ReplicaSet,
-    DaemonSet,
-    StatefulSet,
-    Job,
-    CronJob,
-    PriorityClass,
-    /// Kinds without a dedicated printer (wkube.dev kinds, custom resources).
-    Default,
-}
+/// The table layout of a kind: upstream prints the internal (version-independent) type, so
+/// every served version of a kind shares one layout.
+use super::registry::BuiltinKind as Printer;
 
 impl Printer {
-    fn of(resource: &ResourceInfo) -> Printer {
-        match (resource.group, resource.kind) {
-            ("", "Pod") => Printer::Pod,
-            ("", "Namespace") => Printer::Namespace,
-            ("", "Node") => Printer::Node,
-            ("", "Event") => Printer::CoreEvent,
-            ("events.k8s.io", "Event") => Printer::EventsEvent,
-            ("", "ConfigMap") => Printer::ConfigMap,
-            ("", "Secret") => Printer::Secret,
-            ("", "ServiceAccount") => Printer::ServiceAccount,
-            ("", "Service") => Printer::Service,
-            ("", "Endpoints") => Printer::Endpoints,
-            ("discovery.k8s.io", "EndpointSlice") => Printer::EndpointSlice,
-            ("coordination.k8s.io", "Lease") => Printer::Lease,
-            ("apps", "Deployment") => Printer::Deployment,
-            ("apps", "ReplicaSet") => Printer::ReplicaSet,
-            ("apps", "DaemonSet") => Printer::DaemonSet,
-            ("apps", "StatefulSet") => Printer::StatefulSet,
-            ("batch", "Job") => Printer::Job,
-            ("batch", "CronJob") => Printer::CronJob,
-            ("scheduling.k8s.io", "PriorityClass") => Printer::PriorityClass,
-            _ => Printer::Default,
-        }
-    }
-
     fn columns(self) -> &'static [Column] {
         match self {
             Printer::Pod => POD_COLUMNS,
@@ -224,7 +174,7 @@ impl Printer {
             Printer::Job => JOB_COLUMNS,
             Printer::CronJob => CRON_JOB_COLUMNS,
             Printer::PriorityClass => PRIORITY_CLASS_COLUMNS,
-            Printer::Default => DEFAULT_COLUMNS,
+            Printer::Other => DEFAULT_COLUMNS,
         }
     }
 }

@@ -269,57 +269,9 @@ pub(crate) enum NameRule {
     PathSegment,
 }
 
-/// The known kinds, so dispatch is one `match` instead of string compares everywhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Pod,
-    Namespace,
-    Node,
-    CoreEvent,
-    EventsEvent,
-    ConfigMap,
-    Secret,
-    ServiceAccount,
-    Service,
-    Endpoints,
-    EndpointSlice,
-    Lease,
-    Deployment,
-    ReplicaSet,
-    DaemonSet,
-    StatefulSet,
-    Job,
-    CronJob,
-    PriorityClass,
-    Other,
-}
+pub(crate) use super::registry::BuiltinKind as Kind;
 
 impl Kind {
-    pub(crate) fn of(resource: &ResourceInfo) -> Kind {
-        match (resource.group, resource.kind) {
-            ("", "Pod") => Kind::Pod,
-            ("", "Namespace") => Kind::Namespace,
-            ("", "Node") => Kind::Node,
-            ("", "Event") => Kind::CoreEvent,
-            ("events.k8s.io", "Event") => Kind::EventsEvent,
-            ("", "ConfigMap") => Kind::ConfigMap,
-            ("", "Secret") => Kind::Secret,
-            ("", "ServiceAccount") => Kind::ServiceAccount,
-            ("", "Service") => Kind::Service,
-            ("", "Endpoints") => Kind::Endpoints,
-            ("discovery.k8s.io", "EndpointSlice") => Kind::EndpointSlice,
-            ("coordination.k8s.io", "Lease") => Kind::Lease,
-            ("apps", "Deployment") => Kind::Deployment,
-            ("apps", "ReplicaSet") => Kind::ReplicaSet,
-            ("apps", "DaemonSet") => Kind::DaemonSet,
-            ("apps", "StatefulSet") => Kind::StatefulSet,
-            ("batch", "Job") => Kind::Job,
-            ("batch", "CronJob") => Kind::CronJob,
-            ("scheduling.k8s.io", "PriorityClass") => Kind::PriorityClass,
-            _ => Kind::Other,
-        }
-    }
-
     /// Upstream's name function for the kind. Services use DNS-1035 labels in 1.33
     /// (RelaxedServiceNameValidation is off); unknown kinds (CRD-like) get path-segment rules.
     pub(crate) fn name_rule(self) -> NameRule {
