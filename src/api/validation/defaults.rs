@@ -203,43 +203,12 @@ fn default_http_get(h: &mut Value) {
     default_string(h, "scheme", "HTTP");
 }
 
-/// The volume sources, so a volume naming none of them becomes an emptyDir.
-const VOLUME_SOURCE_KEYS: &[&str] = &[
-    "hostPath",
-    "emptyDir",
-    "gcePersistentDisk",
-    "awsElasticBlockStore",
-    "gitRepo",
-    "secret",
-    "nfs",
-    "iscsi",
-    "glusterfs",
-    "persistentVolumeClaim",
-    "rbd",
-    "flexVolume",
-    "cinder",
-    "cephfs",
-    "flocker",
-    "downwardAPI",
-    "fc",
-    "azureFile",
-    "configMap",
-    "vsphereVolume",
-    "quobyte",
-    "azureDisk",
-    "photonPersistentDisk",
-    "projected",
-    "portworxVolume",
-    "scaleIO",
-    "storageos",
-    "csi",
-    "ephemeral",
-    "image",
-];
-
 /// `SetDefaults_Volume` and the per-source defaults (file modes, hostPath type, token expiry).
 fn default_volume(v: &mut Value) {
-    if !VOLUME_SOURCE_KEYS.iter().any(|k| present(v, k).is_some()) {
+    if !super::pod::VOLUME_SOURCES
+        .iter()
+        .any(|k| present(v, k).is_some())
+    {
         set_default(v, "emptyDir", json!({}));
     }
     for source in ["configMap", "secret", "downwardAPI", "projected"] {

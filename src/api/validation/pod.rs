@@ -19,7 +19,7 @@ const FILE_MODE_ERR: &str = "must be a number between 0 and 0777 (octal), both i
 
 /// Every field of a v1 `VolumeSource`, in the order upstream checks them (the first one set
 /// wins; later ones are reported as extra); a volume must set exactly one.
-const VOLUME_SOURCES: &[&str] = &[
+pub(super) const VOLUME_SOURCES: &[&str] = &[
     "emptyDir",
     "hostPath",
     "gcePersistentDisk",
