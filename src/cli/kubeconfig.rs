@@ -117,3 +117,37 @@ fn save(path: &Path, config: &Value) -> anyhow::Result<()> {
     }
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_keeps_other_entries_and_replaces_ours() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = ClusterPki::load_or_create(dir.path(), &["localhost".to_string()]).expect("pki");
+        let path = dir.path().join("config");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\ncurrent-context: prod\nclusters:\n- name: prod\n  cluster: {server: https://prod:6443}\nusers: []\ncontexts:\n- name: prod\n  context: {cluster: prod, user: admin}\n",
+        )
+        .expect("write");
+        merge(&path, "https://127.0.0.1:1", &pki).expect("merge");
+        merge(&path, "https://127.0.0.1:2", &pki).expect("merge again");
+        let config: Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read")).expect("yaml");
+        assert_eq!(config["current-context"], "prod", "an existing context stays current");
+        let clusters = config["clusters"].as_array().expect("clusters");
+        assert_eq!(clusters.len(), 2);
+        let ours = clusters.iter().find(|c| c["name"] == "wkube").expect("wkube cluster");
+        assert_eq!(ours["cluster"]["server"], "https://127.0.0.1:2");
+        assert!(config["contexts"].as_array().expect("contexts").iter().any(|c| c["name"] == "wkube"));
+
+        let fresh = dir.path().join("fresh");
+        write(&fresh, "https://127.0.0.1:3", &pki).expect("write");
+        let config: Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(&fresh).expect("read")).expect("yaml");
+        assert_eq!(config["current-context"], "wkube");
+        assert_eq!(config["users"][0]["user"]["token"], pki.admin_token.as_str());
+    }
+}
