@@ -108,9 +108,7 @@ pub async fn run(ctx: Arc<AgentContext>, mut updates: PodUpdates) {
             }
         }
         let _ = lifecycle.await;
-        shared.changed.notify_one();
-        // Let the writer flush the final status, then remove the object.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The final status is written below, then the object removed.
         writer.abort();
         let gone = updates.borrow().is_none();
         if !gone {
@@ -286,9 +284,9 @@ fn adopt(s: &mut ContainerStatus, prev: &Value, policy: &str) {
 /// Publishes the status whenever it changes.
 async fn write_status(ctx: Arc<AgentContext>, ns: String, name: String, shared: Arc<Shared>) {
     loop {
+        // Changes made while a write is in flight collapse into one permit: bursts coalesce
+        // into a single follow-up write without delaying the first one.
         shared.changed.notified().await;
-        // Coalesce bursts of changes into one write.
-        tokio::time::sleep(Duration::from_millis(20)).await;
         flush_status(&ctx, &ns, &name, &shared).await;
     }
 }

@@ -136,18 +136,31 @@ mod tests {
         merge(&path, "https://127.0.0.1:2", &pki).expect("merge again");
         let config: Value =
             serde_yaml_ng::from_str(&std::fs::read_to_string(&path).expect("read")).expect("yaml");
-        assert_eq!(config["current-context"], "prod", "an existing context stays current");
+        assert_eq!(
+            config["current-context"], "prod",
+            "an existing context stays current"
+        );
         let clusters = config["clusters"].as_array().expect("clusters");
         assert_eq!(clusters.len(), 2);
-        let ours = clusters.iter().find(|c| c["name"] == "wkube").expect("wkube cluster");
+        let ours = clusters
+            .iter()
+            .find(|c| c["name"] == "wkube")
+            .expect("wkube cluster");
         assert_eq!(ours["cluster"]["server"], "https://127.0.0.1:2");
-        assert!(config["contexts"].as_array().expect("contexts").iter().any(|c| c["name"] == "wkube"));
+        assert!(config["contexts"]
+            .as_array()
+            .expect("contexts")
+            .iter()
+            .any(|c| c["name"] == "wkube"));
 
         let fresh = dir.path().join("fresh");
         write(&fresh, "https://127.0.0.1:3", &pki).expect("write");
         let config: Value =
             serde_yaml_ng::from_str(&std::fs::read_to_string(&fresh).expect("read")).expect("yaml");
         assert_eq!(config["current-context"], "wkube");
-        assert_eq!(config["users"][0]["user"]["token"], pki.admin_token.as_str());
+        assert_eq!(
+            config["users"][0]["user"]["token"],
+            pki.admin_token.as_str()
+        );
     }
 }
