@@ -9,48 +9,13 @@ use std::time::Duration;
 use common::{eventually, Cluster};
 use serde_json::Value;
 
-/// Builds the example workloads once (examples/build.sh) and returns their directory.
-fn wasm_examples() -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/build.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .output()
-        .expect("run examples/build.sh");
-    assert!(
-        out.status.success(),
-        "examples/build.sh failed (it needs `rustup target add wasm32-wasip1 wasm32-wasip2` and clang + wasi-libc; the README's test command installs them):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 fn start() -> Cluster {
     let c = Cluster::start_with(&["--restart-backoff", "1", "--node-name", "node-a"]);
-    let dir = wasm_examples();
-    let data = c.data_dir.to_string_lossy().to_string();
-    for (file, name) in [
-        ("hello-rust.wasm", "wkube.local/hello-rust:v1"),
-        ("hello-component.wasm", "wkube.local/hello-component:v1"),
-        ("hello-c.wasm", "wkube.local/hello-c:v1"),
-    ] {
-        let path = dir.join(file).to_string_lossy().to_string();
-        let out = c.wkube(&[
-            "image",
-            "import",
-            &path,
-            "--name",
-            name,
-            "--data-dir",
-            &data,
-        ]);
-        assert!(
-            out.status.success(),
-            "import {file}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    c.import_examples();
     c
 }
+
+use common::wasm_examples;
 
 fn pod_json(c: &Cluster, name: &str) -> Value {
     let out = c.kubectl(&["get", "pod", name, "-o", "json"]);

@@ -243,6 +243,51 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// Builds the example workloads (examples/build.sh; incremental) and returns their directory.
+pub fn wasm_examples() -> PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/build.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .output()
+        .expect("run examples/build.sh");
+    assert!(
+        out.status.success(),
+        "examples/build.sh failed (it needs `rustup target add wasm32-wasip1 wasm32-wasip2` and clang + wasi-libc; the README's test command installs them):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+impl Cluster {
+    /// Imports the example workloads into the cluster's own node as
+    /// `wkube.local/hello-rust:v1`, `wkube.local/hello-component:v1` and `wkube.local/hello-c:v1`.
+    pub fn import_examples(&self) {
+        let dir = wasm_examples();
+        let data = self.data_dir.to_string_lossy().to_string();
+        for (file, name) in [
+            ("hello-rust.wasm", "wkube.local/hello-rust:v1"),
+            ("hello-component.wasm", "wkube.local/hello-component:v1"),
+            ("hello-c.wasm", "wkube.local/hello-c:v1"),
+        ] {
+            let path = dir.join(file).to_string_lossy().to_string();
+            let out = self.wkube(&[
+                "image",
+                "import",
+                &path,
+                "--name",
+                name,
+                "--data-dir",
+                &data,
+            ]);
+            assert!(
+                out.status.success(),
+                "import {file}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
 /// A `wkube agent` process joined to a cluster; killed when dropped.
 pub struct Agent {
     child: Child,
