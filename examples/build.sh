@@ -12,15 +12,23 @@ mkdir -p "$out"
 exec 9>"$out/.lock"
 flock 9
 
+# Readers may be using the outputs right now: replace them atomically, and only when changed.
+publish() {
+  if ! cmp -s "$1" "$2"; then
+    cp "$1" "$2.tmp.$$" && mv -f "$2.tmp.$$" "$2"
+  fi
+}
+
 cargo build --quiet --release --target wasm32-wasip1 \
   --manifest-path "$here/hello-rust/Cargo.toml" --target-dir "$target/wasm-guests"
-cp "$target/wasm-guests/wasm32-wasip1/release/hello-rust.wasm" "$out/hello-rust.wasm"
+publish "$target/wasm-guests/wasm32-wasip1/release/hello-rust.wasm" "$out/hello-rust.wasm"
 
 cargo build --quiet --release --target wasm32-wasip2 \
   --manifest-path "$here/hello-component/Cargo.toml" --target-dir "$target/wasm-guests"
-cp "$target/wasm-guests/wasm32-wasip2/release/hello-component.wasm" "$out/hello-component.wasm"
+publish "$target/wasm-guests/wasm32-wasip2/release/hello-component.wasm" "$out/hello-component.wasm"
 
 if [ "$here/hello-c/hello.c" -nt "$out/hello-c.wasm" ]; then
-  clang --target=wasm32-wasi --sysroot=/usr -O2 -o "$out/hello-c.wasm" "$here/hello-c/hello.c"
+  clang --target=wasm32-wasi -O2 -o "$out/hello-c.wasm.tmp.$$" "$here/hello-c/hello.c"
+  mv -f "$out/hello-c.wasm.tmp.$$" "$out/hello-c.wasm"
 fi
 echo "$out"
