@@ -3,4 +3,6 @@
 //! They act through the same REST layer as API requests, so every rule (validation, finalizers,
 //! graceful deletion) applies to them too.
 
+pub mod cronjob;
+pub mod job;
 pub mod namespace;

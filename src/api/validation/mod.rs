@@ -8,7 +8,7 @@
 
 mod cluster;
 mod config;
-mod cron;
+pub mod cron;
 mod defaults;
 mod json;
 mod meta;
