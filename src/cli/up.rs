@@ -125,6 +125,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         stopped(),
     ));
     say("scheduler started");
+    let replicaset_controller = tokio::spawn(crate::controllers::replicaset::run(
+        client.clone(),
+        stopped(),
+    ));
+    let garbage_collector = tokio::spawn(crate::controllers::gc::run(client.clone(), stopped()));
     let agent = if args.no_agent {
         None
     } else {
@@ -153,6 +158,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let _ = agent.await;
     }
     let _ = scheduler.await;
+    let _ = replicaset_controller.await;
+    let _ = garbage_collector.await;
     let _ = serving.await;
     say("shutting down");
     store.shutdown().await.context("closing the store")?;
