@@ -125,9 +125,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         stopped(),
     ));
     say("scheduler started");
-    let job_controller = tokio::spawn(crate::controllers::job::run(client.clone(), stopped()));
-    let cronjob_controller =
-        tokio::spawn(crate::controllers::cronjob::run(client.clone(), stopped()));
+    // Workload controllers: API clients like the scheduler, run here until shutdown.
+    let controllers = vec![
+        tokio::spawn(crate::controllers::replicaset::run(
+            client.clone(),
+            stopped(),
+        )),
+        tokio::spawn(crate::controllers::job::run(client.clone(), stopped())),
+        tokio::spawn(crate::controllers::cronjob::run(client.clone(), stopped())),
+        tokio::spawn(crate::controllers::gc::run(client.clone(), stopped())),
+    ];
     let agent = if args.no_agent {
         None
     } else {
@@ -156,8 +163,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let _ = agent.await;
     }
     let _ = scheduler.await;
-    let _ = job_controller.await;
-    let _ = cronjob_controller.await;
+    for controller in controllers {
+        let _ = controller.await;
+    }
     let _ = serving.await;
     say("shutting down");
     store.shutdown().await.context("closing the store")?;
