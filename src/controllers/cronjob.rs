@@ -28,7 +28,8 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tracing::{debug, info};
 
-use super::job::{finished_condition, record_event};
+use super::events::{Involved, Recorder};
+use super::job::finished_condition;
 use crate::api::validation::cron::{parse_schedule, Schedule};
 
 /// Annotation on created Jobs: the scheduled time, RFC 3339 in the CronJob's zone.
@@ -47,6 +48,7 @@ pub enum Error {
 
 struct Ctx {
     client: Client,
+    events: Recorder,
 }
 
 /// Runs the CronJob controller until `shutdown` completes.
@@ -58,6 +60,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'st
     });
     let ctx = Arc::new(Ctx {
         client: client.clone(),
+        events: Recorder::new(client.clone(), "cronjob-controller"),
     });
     info!("cronjob controller started");
     Controller::new(
@@ -303,11 +306,11 @@ fn now() -> i64 {
 }
 
 async fn event(ctx: &Ctx, cj: &CronJob, type_: EventType, reason: &str, note: String) {
-    let type_ = match type_ {
-        EventType::Normal => "Normal",
-        EventType::Warning => "Warning",
-    };
-    record_event(&ctx.client, "cronjob-controller", cj, type_, reason, note).await;
+    let involved = Involved::of(cj);
+    match type_ {
+        EventType::Normal => ctx.events.normal(&involved, reason, &note).await,
+        EventType::Warning => ctx.events.warning(&involved, reason, &note).await,
+    }
 }
 
 fn job_ref(job: &Job) -> ObjectReference {

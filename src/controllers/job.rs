@@ -22,13 +22,15 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus, UncountedTerminatedPods};
-use k8s_openapi::api::core::v1::{EnvVar, Event as CoreEvent, EventSource, Pod};
+use k8s_openapi::api::core::v1::{EnvVar, Pod};
+
+use super::events::{Involved, Recorder};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use tracing::{debug, info, warn};
 
 /// Finalizer put on every pod a Job creates until the pod's outcome is counted.
@@ -53,6 +55,7 @@ pub enum Error {
 
 struct Ctx {
     client: Client,
+    events: Recorder,
 }
 
 /// Runs the Job controller until `shutdown` completes.
@@ -65,6 +68,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'st
     let sweeper = tokio::spawn(sweep_orphans(client.clone()));
     let ctx = Arc::new(Ctx {
         client: client.clone(),
+        events: Recorder::new(client.clone(), "job-controller"),
     });
     info!("job controller started");
     Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
@@ -466,59 +470,12 @@ pub fn pod_for(job: &Job, index: Option<i32>) -> Pod {
 // ---------------------------------------------------------------------------------------------
 // Reconcile
 
-/// Records a core/v1 Event about `obj` (what `kubectl get events` / `describe` show), as
-/// upstream's event broadcaster does. Best effort: failures are only logged.
-pub(crate) async fn record_event<K: Resource<DynamicType = ()>>(
-    client: &Client,
-    component: &str,
-    obj: &K,
-    type_: &str,
-    reason: &str,
-    message: String,
-) {
-    let ns = obj
-        .meta()
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    let name = obj.meta().name.clone().unwrap_or_default();
-    let now = now();
-    let ev = CoreEvent {
-        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-            name: Some(format!(
-                "{name}.{:x}",
-                chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
-            )),
-            namespace: Some(ns.clone()),
-            ..Default::default()
-        },
-        involved_object: obj.object_ref(&()),
-        reason: Some(reason.into()),
-        message: Some(message),
-        type_: Some(type_.into()),
-        count: Some(1),
-        first_timestamp: Some(now.clone()),
-        last_timestamp: Some(now),
-        source: Some(EventSource {
-            component: Some(component.into()),
-            host: None,
-        }),
-        reporting_component: Some(component.into()),
-        reporting_instance: Some(component.into()),
-        ..Default::default()
-    };
-    let api: Api<CoreEvent> = Api::namespaced(client.clone(), &ns);
-    if let Err(e) = api.create(&PostParams::default(), &ev).await {
-        debug!(error = %e, reason, "recording event failed");
-    }
-}
-
 async fn event(ctx: &Ctx, job: &Job, type_: EventType, reason: &str, note: String) {
-    let type_ = match type_ {
-        EventType::Normal => "Normal",
-        EventType::Warning => "Warning",
-    };
-    record_event(&ctx.client, "job-controller", job, type_, reason, note).await;
+    let involved = Involved::of(job);
+    match type_ {
+        EventType::Normal => ctx.events.normal(&involved, reason, &note).await,
+        EventType::Warning => ctx.events.warning(&involved, reason, &note).await,
+    }
 }
 
 async fn remove_finalizer(pods: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
