@@ -8,6 +8,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod controllers;
+pub mod events;
 pub mod image;
 pub mod pki;
 pub mod runtime;

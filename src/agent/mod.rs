@@ -5,7 +5,6 @@
 //! pods bound to it through a [`PodRuntime`](crate::runtime::PodRuntime), reports their status,
 //! and serves their logs to the API server over HTTPS.
 
-mod events;
 pub mod log_server;
 mod logs;
 mod node;
@@ -81,7 +80,7 @@ pub struct AgentContext {
     pub runtime: Arc<dyn PodRuntime>,
     pub images: ImageStore,
     pub logs: Arc<LogRegistry>,
-    events: events::EventRecorder,
+    events: crate::events::Recorder,
 }
 
 impl AgentContext {
@@ -124,7 +123,7 @@ pub async fn run(
             source,
         })?;
     info!(node = %config.node_name, port, "node registered");
-    let events = events::EventRecorder::new(client.clone(), "kubelet", &config.node_name);
+    let events = crate::events::Recorder::for_node(client.clone(), "kubelet", &config.node_name);
     let ctx = Arc::new(AgentContext {
         client,
         config,

@@ -15,11 +15,11 @@ use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn, Instrument as _};
 
-use super::events::Involved;
 use super::spec;
 use super::status::{ContainerStatus, PodStatus, State};
 use super::volumes;
 use super::AgentContext;
+use crate::events::Involved;
 use crate::image::{PullEvent, PullPolicy, RegistryAuth};
 use crate::runtime::{ContainerSpec, ExitStatus, ResolvedImage};
 
@@ -308,8 +308,8 @@ async fn flush_status(ctx: &AgentContext, ns: &str, name: &str, shared: &Shared)
 
 fn involved(pod: &Value, container: Option<(&str, usize, bool)>) -> Involved {
     Involved {
-        kind: "Pod",
-        api_version: "v1",
+        kind: "Pod".to_string(),
+        api_version: "v1".to_string(),
         namespace: text(pod, "/metadata/namespace"),
         name: text(pod, "/metadata/name"),
         uid: text(pod, "/metadata/uid"),

@@ -28,9 +28,9 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tracing::{debug, info};
 
-use super::events::{Involved, Recorder};
 use super::job::finished_condition;
 use crate::api::validation::cron::{parse_schedule, Schedule};
+use crate::events::{Involved, Recorder};
 
 /// Annotation on created Jobs: the scheduled time, RFC 3339 in the CronJob's zone.
 pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";

@@ -6,7 +6,6 @@
 //! `kube::Client`, so they could run in another process just as well.
 
 pub mod cronjob;
-pub mod events;
 pub mod gc;
 pub mod job;
 pub mod namespace;

@@ -30,7 +30,7 @@ use kube::ResourceExt as _;
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
-use crate::controllers::events::{Involved, Recorder};
+use crate::events::{Involved, Recorder};
 
 /// Re-examined this often even when nothing happens.
 const RESYNC: Duration = Duration::from_secs(300);

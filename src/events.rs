@@ -1,8 +1,9 @@
-//! Events written by controllers, as kube-controller-manager records them.
+//! Recording core/v1 Events, as the kubelet and kube-controller-manager do.
 //!
-//! Same pattern as the node agent's recorder (`src/agent/events.rs`): repeats of the same
-//! (object, reason, message) bump the count of one Event instead of creating new ones. Writing
-//! an event is best effort: a failure is logged and never fails the caller.
+//! Shared by the node agent, the controllers (and anything else that reports through the API).
+//! Repeats of the same (object, reason, message) bump the count of one Event instead of
+//! creating new ones, so a crash-looping pod does not flood the store. Writing an event is best
+//! effort: a failure is logged and never fails the caller.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,6 +21,8 @@ pub struct Involved {
     pub namespace: String,
     pub name: String,
     pub uid: String,
+    /// The part of the object, e.g. `spec.containers{web}`.
+    pub field_path: Option<String>,
 }
 
 impl Involved {
@@ -31,6 +34,7 @@ impl Involved {
             namespace: obj.namespace().unwrap_or_default(),
             name: obj.name_any(),
             uid: obj.uid().unwrap_or_default(),
+            field_path: None,
         }
     }
 }
@@ -38,19 +42,33 @@ impl Involved {
 /// (object uid, reason, message): what makes two events "the same".
 type EventKey = (String, String, String);
 
+/// Remembered events are forgotten past this many, so the map stays small.
+const MAX_REMEMBERED: usize = 10_000;
+
 pub struct Recorder {
     client: kube::Client,
     component: String,
+    /// The node, for events a node agent reports (`source.host`).
+    host: Option<String>,
     seen: Mutex<HashMap<EventKey, (String, i32)>>,
 }
 
 impl Recorder {
-    /// `component` is the reporting controller, e.g. `replicaset-controller`.
+    /// `component` is the reporter, e.g. `replicaset-controller`.
     pub fn new(client: kube::Client, component: &str) -> Self {
         Recorder {
             client,
             component: component.to_string(),
+            host: None,
             seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A recorder for a node's agent (`kubelet` on `host`).
+    pub fn for_node(client: kube::Client, component: &str, host: &str) -> Self {
+        Recorder {
+            host: Some(host.to_string()),
+            ..Recorder::new(client, component)
         }
     }
 
@@ -71,13 +89,7 @@ impl Recorder {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
         let key = (obj.uid.clone(), reason.to_string(), message.to_string());
         let now = crate::api::object::now_rfc3339();
-        let repeat = self.seen.lock().ok().and_then(|mut m| {
-            m.get_mut(&key).map(|(name, count)| {
-                *count += 1;
-                (name.clone(), *count)
-            })
-        });
-        if let Some((name, count)) = repeat {
+        if let Some((name, count)) = self.repeat_of(&key) {
             let patch = json!({ "count": count, "lastTimestamp": now });
             match api
                 .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
@@ -88,6 +100,45 @@ impl Recorder {
             }
         }
         let name = format!("{}.{:x}", obj.name, rand::random::<u64>());
+        let Ok(event) = serde_json::from_value::<Event>(
+            self.event(obj, &name, &ns, type_, reason, message, &now),
+        ) else {
+            return;
+        };
+        match api.create(&PostParams::default(), &event).await {
+            Ok(_) => self.remember(key, name),
+            Err(e) => tracing::debug!(error = %e, reason, "recording event failed"),
+        }
+    }
+
+    /// The name and next count of an event already recorded for this key.
+    fn repeat_of(&self, key: &EventKey) -> Option<(String, i32)> {
+        let mut seen = self.seen.lock().ok()?;
+        let (name, count) = seen.get_mut(key)?;
+        *count += 1;
+        Some((name.clone(), *count))
+    }
+
+    fn remember(&self, key: EventKey, name: String) {
+        if let Ok(mut seen) = self.seen.lock() {
+            if seen.len() > MAX_REMEMBERED {
+                seen.clear();
+            }
+            seen.insert(key, (name, 1));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn event(
+        &self,
+        obj: &Involved,
+        name: &str,
+        ns: &str,
+        type_: &str,
+        reason: &str,
+        message: &str,
+        now: &str,
+    ) -> Value {
         let mut involved = json!({
             "kind": obj.kind,
             "apiVersion": obj.api_version,
@@ -97,7 +148,14 @@ impl Recorder {
         if !obj.namespace.is_empty() {
             involved["namespace"] = json!(obj.namespace);
         }
-        let event: Value = json!({
+        if let Some(fp) = &obj.field_path {
+            involved["fieldPath"] = json!(fp);
+        }
+        let mut source = json!({ "component": self.component });
+        if let Some(host) = &self.host {
+            source["host"] = json!(host);
+        }
+        json!({
             "metadata": { "name": name, "namespace": ns },
             "involvedObject": involved,
             "reason": reason,
@@ -106,23 +164,9 @@ impl Recorder {
             "count": 1,
             "firstTimestamp": now,
             "lastTimestamp": now,
-            "source": { "component": self.component },
+            "source": source,
             "reportingComponent": self.component,
-            "reportingInstance": self.component,
-        });
-        let Ok(event) = serde_json::from_value::<Event>(event) else {
-            return;
-        };
-        match api.create(&PostParams::default(), &event).await {
-            Ok(_) => {
-                if let Ok(mut m) = self.seen.lock() {
-                    if m.len() > 10_000 {
-                        m.clear();
-                    }
-                    m.insert(key, (name, 1));
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, reason, "recording event failed"),
-        }
+            "reportingInstance": self.host.as_deref().unwrap_or(&self.component),
+        })
     }
 }
