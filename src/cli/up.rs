@@ -125,6 +125,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         stopped(),
     ));
     say("scheduler started");
+    let deployments = tokio::spawn(crate::controllers::deployment::run(
+        client.clone(),
+        stopped(),
+    ));
     let agent = if args.no_agent {
         None
     } else {
@@ -153,6 +157,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let _ = agent.await;
     }
     let _ = scheduler.await;
+    let _ = deployments.await;
     let _ = serving.await;
     say("shutting down");
     store.shutdown().await.context("closing the store")?;
