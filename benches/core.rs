@@ -32,7 +32,8 @@ impl Drop for Server {
 fn start_wkube(data_dir: &Path) -> Server {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wkube"))
-        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        // API only: the fan-out pods must not be run (their images exist nowhere).
+        .args(["up", "--no-agent", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env("WKUBE_LOG", "warn")
         .stdout(Stdio::piped())

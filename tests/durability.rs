@@ -88,7 +88,7 @@ async fn kill_dash_nine_loses_nothing_and_watch_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_from_compacted_history_is_gone() {
-    let c = Cluster::start_with(&["--history-revisions", "10"]);
+    let c = Cluster::start_with(&["--no-agent", "--history-revisions", "10"]);
     let api: Api<ConfigMap> = Api::namespaced(c.client().await, "default");
     api.create(&PostParams::default(), &configmap("churn"))
         .await
@@ -183,7 +183,7 @@ async fn snapshot_save_and_restore_serve_the_same_objects() {
             "restore: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let r = Cluster::start_on(dir, restored, &[]);
+        let r = Cluster::start_on(dir, restored, &["--no-agent"]);
         let api: Api<ConfigMap> = Api::namespaced(r.client().await, "default");
         let (after, _) = versions(&api).await;
         assert_eq!(

@@ -6,6 +6,7 @@
 //! `kube::Client`, so they could run in another process just as well.
 
 pub mod cronjob;
+pub mod deployment;
 pub mod gc;
 pub mod job;
 pub mod namespace;

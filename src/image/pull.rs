@@ -57,6 +57,18 @@ pub(crate) async fn pull_image(
     auth: &RegistryAuth,
     progress: &(dyn Fn(PullEvent) + Send + Sync),
 ) -> Result<StoredImage, ImageError> {
+    // Every pull comes through here: the reserved local-only name never reaches the network.
+    if reference.registry() == super::store::LOCAL_ONLY_REGISTRY {
+        return Err(ImageError::Pull {
+            reference: reference.normalized(),
+            message: format!(
+                "{} images exist only in a node's store and are never pulled: put it there with \
+                 `wkube image import FILE.wasm --name {}`",
+                super::store::LOCAL_ONLY_REGISTRY,
+                reference.normalized()
+            ),
+        });
+    }
     let span = tracing::info_span!("image_pull", image = %reference);
     async move {
         let started = std::time::Instant::now();

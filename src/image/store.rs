@@ -130,6 +130,9 @@ impl std::fmt::Debug for ImageStore {
 }
 
 const REFS_FILE: &str = "refs.json";
+/// A registry name reserved for images imported straight into a node (`wkube image import`):
+/// pulling them would only send a lookup of a name that exists nowhere out to the network.
+pub const LOCAL_ONLY_REGISTRY: &str = "wkube.local";
 /// Downloads older than this in `tmp/` are leftovers of a crash.
 const STALE_TMP: Duration = Duration::from_secs(3600);
 
@@ -652,5 +655,31 @@ mod tests {
             PullPolicy::for_container(Some("Never"), "hello"),
             PullPolicy::Never
         );
+    }
+}
+
+#[cfg(test)]
+mod local_only_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_only_images_are_never_pulled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ImageStore::open(ImageStoreConfig {
+            root: dir.path().to_path_buf(),
+            insecure_registries: Vec::new(),
+        })
+        .expect("open");
+        let err = store
+            .ensure(
+                "wkube.local/absent:v1",
+                PullPolicy::IfNotPresent,
+                &RegistryAuth::Anonymous,
+                &|_| {},
+            )
+            .await
+            .expect_err("not imported");
+        assert_eq!(err.reason(), "ErrImagePull");
+        assert!(err.to_string().contains("wkube image import"), "{err}");
     }
 }

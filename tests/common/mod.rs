@@ -20,8 +20,9 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// An API-only cluster: no node agent, so no pod runs and no image is ever pulled.
     pub fn start() -> Cluster {
-        Self::start_with(&[])
+        Self::start_with(&["--no-agent"])
     }
 
     /// Starts with extra `wkube up` flags.
