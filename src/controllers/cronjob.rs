@@ -21,7 +21,7 @@ use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
@@ -354,11 +354,7 @@ pub fn job_for(cj: &CronJob, sched: &ZonedSchedule, scheduled: i64) -> Job {
 }
 
 async fn delete_job(jobs: &Api<Job>, name: &str) -> Result<(), Error> {
-    match jobs.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(super::delete_background(jobs, name).await?)
 }
 
 #[tracing::instrument(skip_all, fields(cronjob = %cached.name_any(), ns = cached.namespace().unwrap_or_default()))]

@@ -506,11 +506,7 @@ async fn remove_finalizer(pods: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
 }
 
 async fn delete_pod(pods: &Api<Pod>, name: &str) -> Result<(), Error> {
-    match pods.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(super::delete_background(pods, name).await?)
 }
 
 #[tracing::instrument(skip_all, fields(job = %cached.name_any(), ns = cached.namespace().unwrap_or_default()))]

@@ -11,3 +11,18 @@ pub mod gc;
 pub mod job;
 pub mod namespace;
 pub mod replicaset;
+
+/// Deletes an object in the background; one that is already gone counts as deleted.
+pub(crate) async fn delete_background<K>(api: &kube::Api<K>, name: &str) -> kube::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api
+        .delete(name, &kube::api::DeleteParams::background())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
