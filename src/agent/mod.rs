@@ -47,6 +47,8 @@ pub struct AgentConfig {
     pub runtime_names: Vec<String>,
     pub restart_backoff_initial: Duration,
     pub restart_backoff_max: Duration,
+    /// How often the node's Lease is renewed.
+    pub lease_renew_interval: Duration,
     /// RFC 3339 time the agent started (condition transition times).
     pub started_at: String,
     /// PEM of the cluster CA: the API server's client certificate must be signed by it.
@@ -67,6 +69,7 @@ impl AgentConfig {
             runtime_names: vec!["wasmtime".to_string()],
             restart_backoff_initial: Duration::from_secs(10),
             restart_backoff_max: Duration::from_secs(300),
+            lease_renew_interval: node::LEASE_RENEW,
             started_at: crate::api::object::now_rfc3339(),
             cluster_ca_pem,
         }
@@ -143,7 +146,7 @@ pub async fn run(
 }
 
 async fn heartbeat(ctx: Arc<AgentContext>, capacity: node::Capacity, port: u16) {
-    let mut lease = tokio::time::interval(node::LEASE_RENEW);
+    let mut lease = tokio::time::interval(ctx.config.lease_renew_interval);
     let mut status = tokio::time::interval(node::STATUS_PERIOD);
     status.tick().await;
     loop {

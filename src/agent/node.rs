@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::AgentConfig;
 
-/// How often the node's Lease is renewed (the kubelet's default is a quarter of 40 s).
+/// How often the node's Lease is renewed by default (the kubelet's: a quarter of 40 s).
 pub const LEASE_RENEW: Duration = Duration::from_secs(10);
 pub const LEASE_DURATION_SECONDS: i32 = 40;
 /// How often the Node's conditions are refreshed.

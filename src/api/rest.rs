@@ -579,6 +579,9 @@ impl Rest {
         if r.has_subresource(Subresource::Status) {
             reset_status_for_create(r, obj);
         }
+        if r.group.is_empty() && r.kind == "Pod" {
+            add_default_tolerations(obj);
+        }
         validation::apply_defaults(r, obj);
         Ok(())
     }
@@ -792,6 +795,39 @@ fn reset_status_for_create(r: &ResourceInfo, obj: &mut Value) {
         _ => json!({}),
     };
     obj["status"] = status;
+}
+
+/// Upstream's DefaultTolerationSeconds admission: pods tolerate a not-ready or unreachable
+/// node for 300 s before the node lifecycle controller evicts them, unless they say otherwise.
+fn add_default_tolerations(pod: &mut Value) {
+    const DEFAULT_SECONDS: i64 = 300;
+    let mut tolerations = pod
+        .pointer("/spec/tolerations")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let covered = tolerations.iter().any(|t| {
+            let key_matches = match t.get("key").and_then(Value::as_str) {
+                None | Some("") => t.get("operator").and_then(Value::as_str) == Some("Exists"),
+                Some(k) => k == key,
+            };
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            key_matches && (effect.is_empty() || effect == "NoExecute")
+        });
+        if !covered {
+            tolerations.push(json!({
+                "key": key,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": DEFAULT_SECONDS,
+            }));
+        }
+    }
+    pod["spec"]["tolerations"] = Value::Array(tolerations);
 }
 
 /// The pod's QoS class, as the apiserver computes it on create.

@@ -56,6 +56,10 @@ pub struct NodeArgs {
     /// Registries (host:port) reached over plain HTTP; loopback ones always are.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// How often the node's Lease is renewed (the control plane's node-monitor grace period
+    /// must be several times longer).
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    lease_renew_interval: f64,
     /// First delay before restarting a crashed container (doubles up to 5 minutes).
     #[arg(long, default_value = "10", value_name = "SECONDS")]
     restart_backoff: f64,
@@ -159,6 +163,7 @@ pub async fn run_node(
         None => None,
     };
     config.restart_backoff_initial = Duration::from_secs_f64(node.restart_backoff.max(0.0));
+    config.lease_renew_interval = Duration::from_secs_f64(node.lease_renew_interval.max(0.1));
     for label in &node.node_labels {
         let (k, v) = label
             .split_once('=')

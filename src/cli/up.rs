@@ -30,6 +30,11 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 10_000)]
     history_revisions: u64,
 
+    /// Seconds a node's Lease may go unrenewed before the node is marked unreachable and its
+    /// pods are evicted (after their tolerationSeconds).
+    #[arg(long, default_value_t = 40)]
+    node_monitor_grace_period: u64,
+
     /// Run no node agent in this process (a control plane only; nodes join with `wkube agent`).
     #[arg(long)]
     no_agent: bool,
@@ -138,6 +143,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::controllers::job::run(client.clone(), stopped())),
         tokio::spawn(crate::controllers::cronjob::run(client.clone(), stopped())),
         tokio::spawn(crate::controllers::gc::run(client.clone(), stopped())),
+        tokio::spawn(crate::controllers::node_lifecycle::run(
+            client.clone(),
+            crate::controllers::node_lifecycle::NodeLifecycleConfig {
+                grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period.max(1)),
+                period: std::time::Duration::from_secs(
+                    (args.node_monitor_grace_period / 4).clamp(1, 5),
+                ),
+            },
+            stopped(),
+        )),
     ];
     let agent = if args.no_agent {
         None

@@ -10,6 +10,7 @@ pub mod deployment;
 pub mod gc;
 pub mod job;
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod replicaset;
 
 /// Deletes an object in the background; one that is already gone counts as deleted.
