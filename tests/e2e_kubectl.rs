@@ -455,3 +455,26 @@ fn older_and_newer_kubectl_work_too() {
         assert!(text.contains("web"), "kubectl 1.{minor}: {text}");
     }
 }
+
+#[test]
+fn events_expire_after_their_ttl() {
+    let c = Cluster::start_with(&["--no-agent", "--event-ttl", "2"]);
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Event
+metadata: {name: old-news}
+involvedObject: {kind: ConfigMap, name: x, namespace: default, apiVersion: v1}
+reason: Testing
+message: this event expires
+type: Normal
+"#,
+    );
+    let listed = c.ok(&["get", "events"]);
+    assert!(listed.contains("this event expires"), "{listed}");
+    eventually(Duration::from_secs(30), || {
+        let out = c.kubectl(&["get", "event", "old-news"]);
+        (!out.status.success()).then_some(())
+    });
+}

@@ -35,6 +35,10 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 40)]
     node_monitor_grace_period: u64,
 
+    /// How long Events are kept, in seconds (the apiserver's `--event-ttl`).
+    #[arg(long, default_value_t = 3600)]
+    event_ttl: u64,
+
     /// Run no node agent in this process (a control plane only; nodes join with `wkube agent`).
     #[arg(long)]
     no_agent: bool,
@@ -143,6 +147,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::controllers::job::run(client.clone(), stopped())),
         tokio::spawn(crate::controllers::cronjob::run(client.clone(), stopped())),
         tokio::spawn(crate::controllers::gc::run(client.clone(), stopped())),
+        tokio::spawn(crate::controllers::event_ttl::run(
+            client.clone(),
+            std::time::Duration::from_secs(args.event_ttl.max(1)),
+            stopped(),
+        )),
         tokio::spawn(crate::controllers::node_lifecycle::run(
             client.clone(),
             crate::controllers::node_lifecycle::NodeLifecycleConfig {

@@ -7,6 +7,7 @@
 
 pub mod cronjob;
 pub mod deployment;
+pub mod event_ttl;
 pub mod gc;
 pub mod job;
 pub mod namespace;
