@@ -144,6 +144,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             client.clone(),
             stopped(),
         )),
+        tokio::spawn(crate::controllers::daemonset::run(
+            client.clone(),
+            stopped(),
+        )),
         tokio::spawn(crate::controllers::job::run(client.clone(), stopped())),
         tokio::spawn(crate::controllers::cronjob::run(client.clone(), stopped())),
         tokio::spawn(crate::controllers::gc::run(client.clone(), stopped())),

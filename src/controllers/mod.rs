@@ -6,6 +6,7 @@
 //! `kube::Client`, so they could run in another process just as well.
 
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod event_ttl;
 pub mod gc;
