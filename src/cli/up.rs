@@ -148,6 +148,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             client.clone(),
             stopped(),
         )),
+        tokio::spawn(crate::controllers::statefulset::run(
+            client.clone(),
+            stopped(),
+        )),
         tokio::spawn(crate::controllers::job::run(client.clone(), stopped())),
         tokio::spawn(crate::controllers::cronjob::run(client.clone(), stopped())),
         tokio::spawn(crate::controllers::gc::run(client.clone(), stopped())),

@@ -14,6 +14,7 @@ pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod replicaset;
+pub mod statefulset;
 
 /// Deletes an object in the background; one that is already gone counts as deleted.
 pub(crate) async fn delete_background<K>(api: &kube::Api<K>, name: &str) -> kube::Result<()>
