@@ -102,3 +102,64 @@ fn pods_leave_a_node_whose_agent_died() {
         "{patient}"
     );
 }
+
+const SPREAD: &str = r#"
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: survivors}
+spec:
+  replicas: 6
+  selector: {matchLabels: {app: survivors}}
+  template:
+    metadata: {labels: {app: survivors}}
+    spec:
+      tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 1}]
+      containers:
+        - name: main
+          image: wkube.local/absent:v1
+          imagePullPolicy: Never
+"#;
+
+/// (node of each live pod, count of live pods) for the ReplicaSet.
+fn live_pods(c: &Cluster) -> Vec<String> {
+    let list = get(c, &["get", "pods", "-l", "app=survivors", "-o", "json"]);
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn pods_of_a_dead_node_are_replaced_on_the_others() {
+    let c = Cluster::start_with(&["--no-agent", "--node-monitor-grace-period", "3"]);
+    let fast = ["--lease-renew-interval", "0.5"];
+    let mut agents: Vec<_> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|n| c.join_agent(n, &fast))
+        .collect();
+    eventually(Duration::from_secs(30), || {
+        let nodes = get(&c, &["get", "nodes", "-o", "json"]);
+        (nodes["items"].as_array().map_or(0, Vec::len) == 3).then_some(())
+    });
+    c.ok_stdin(&["apply", "-f", "-"], SPREAD);
+    let placed = eventually(Duration::from_secs(30), || {
+        let nodes = live_pods(&c);
+        (nodes.len() == 6 && nodes.iter().all(|n| !n.is_empty())).then_some(nodes)
+    });
+    // Kill the agent of a node that has pods.
+    let victim = placed[0].clone();
+    let index = ["node-a", "node-b", "node-c"]
+        .iter()
+        .position(|n| *n == victim)
+        .expect("known node");
+    drop(agents.remove(index));
+    let survivors = eventually(Duration::from_secs(60), || {
+        let nodes = live_pods(&c);
+        assert!(nodes.len() <= 6, "more live pods than replicas: {nodes:?}");
+        (nodes.len() == 6 && nodes.iter().all(|n| !n.is_empty() && *n != victim)).then_some(nodes)
+    });
+    assert!(survivors.iter().all(|n| *n != victim), "{survivors:?}");
+}
