@@ -478,3 +478,63 @@ type: Normal
         (!out.status.success()).then_some(())
     });
 }
+
+#[test]
+fn deleting_a_namespace_with_many_objects_removes_everything() {
+    let c = Cluster::start();
+    let mut manifest = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: crowded}\n");
+    for i in 0..10 {
+        manifest.push_str(&format!(
+            r#"---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: cm-{i}, namespace: crowded}}
+data: {{k: v}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: secret-{i}, namespace: crowded}}
+stringData: {{k: v}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: sa-{i}, namespace: crowded}}
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {{name: lease-{i}, namespace: crowded}}
+spec: {{holderIdentity: x}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: deploy-{i}, namespace: crowded}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: d{i}}}}}
+  template:
+    metadata: {{labels: {{app: d{i}}}}}
+    spec: {{containers: [{{name: c, image: wkube.local/hello-rust:v1}}]}}
+"#
+        ));
+    }
+    c.ok_stdin(&["apply", "-f", "-"], &manifest);
+    // The deployments' replicasets and pods appear too.
+    eventually(Duration::from_secs(30), || {
+        let pods = c.ok(&["get", "pods", "-n", "crowded", "-o", "name"]);
+        (pods.lines().count() == 10).then_some(())
+    });
+    let out = c.ok(&["delete", "namespace", "crowded", "--timeout=120s"]);
+    assert!(out.contains("deleted"), "{out}");
+    assert!(!c.kubectl(&["get", "namespace", "crowded"]).status.success());
+    let left = c.ok(&[
+        "get",
+        "configmaps,secrets,serviceaccounts,leases,deployments,replicasets,pods",
+        "-A",
+        "-o",
+        "name",
+    ]);
+    assert!(
+        !left.contains("cm-") && !left.contains("deploy-") && !left.contains("lease-"),
+        "{left}"
+    );
+}
