@@ -497,3 +497,84 @@ fn rollout_status_completes_and_keeps_availability() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("exceeded its progress deadline"), "{err}");
 }
+
+#[test]
+fn a_control_plane_crash_mid_rollout_leaves_no_duplicates_or_orphans() {
+    let mut c = Cluster::start_with(&["--restart-backoff", "1"]);
+    c.import_examples();
+    let dir = common::wasm_examples();
+    let file = dir.join("hello-rust.wasm").to_string_lossy().to_string();
+    let data = c.data_dir.to_string_lossy().to_string();
+    let out = c.wkube(&[
+        "image",
+        "import",
+        &file,
+        "--name",
+        "wkube.local/hello-rust:v2",
+        "--data-dir",
+        &data,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: steady}
+spec:
+  replicas: 4
+  # Each step waits for new pods to be available for 2 s, so the crash lands mid-rollout.
+  minReadySeconds: 2
+  strategy: {rollingUpdate: {maxSurge: 1, maxUnavailable: 1}}
+  selector: {matchLabels: {app: steady}}
+  template:
+    metadata: {labels: {app: steady}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+        - name: main
+          image: wkube.local/hello-rust:v1
+          imagePullPolicy: Never
+          args: ["--sleep", "3600"]
+"#,
+    );
+    c.ok(&["rollout", "status", "deployment/steady", "--timeout=60s"]);
+    c.ok(&[
+        "set",
+        "image",
+        "deployment/steady",
+        "main=wkube.local/hello-rust:v2",
+    ]);
+    // Crash while the rollout is under way, then start again on the same data.
+    c.restart();
+    c.ok(&["rollout", "status", "deployment/steady", "--timeout=120s"]);
+    let sets = replica_sets(&c, "steady");
+    let live: Vec<Value> = eventually(Duration::from_secs(60), || {
+        let pods = json(&c, &["get", "pods", "-l", "app=steady", "-o", "json"]);
+        let live: Vec<Value> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .cloned()
+            .collect();
+        (live.len() == 4).then_some(live)
+    });
+    for pod in &live {
+        assert_eq!(
+            pod["spec"]["containers"][0]["image"], "wkube.local/hello-rust:v2",
+            "{pod}"
+        );
+        let owner = pod["metadata"]["ownerReferences"][0]["uid"]
+            .as_str()
+            .unwrap_or("");
+        assert!(
+            sets.iter().any(|rs| rs["metadata"]["uid"] == owner),
+            "pod owned by no ReplicaSet of the deployment: {pod}"
+        );
+    }
+}
