@@ -56,6 +56,22 @@ fn start(data: &Path) -> Server {
     Server { child }
 }
 
+/// CPU seconds (user + system) the process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -192,6 +208,85 @@ async fn start_pods(
     (tracker.latencies, started.elapsed())
 }
 
+/// `kubectl scale --replicas=1000` on a Deployment of sleeping wasm pods: time to 1,000 ready,
+/// and the control plane's (server + controllers + in-process agent) CPU and memory meanwhile.
+async fn scale_deployment(hello: &Path) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = start(&data);
+    let import = Command::new(env!("CARGO_BIN_EXE_wkube"))
+        .args(["image", "import"])
+        .arg(hello)
+        .args(["--name", "wkube.local/hello-rust:v1", "--data-dir"])
+        .arg(&data)
+        .output()
+        .expect("import");
+    assert!(import.status.success());
+    let kc = kube::config::Kubeconfig::read_from(data.join("kubeconfig")).expect("kubeconfig");
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    let client = kube::Client::try_from(cfg).expect("client");
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client, "default");
+    let d = serde_json::from_value(json!({
+        "metadata": { "name": "scale" },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": { "app": "scale" } },
+            "template": {
+                "metadata": { "labels": { "app": "scale" } },
+                "spec": { "terminationGracePeriodSeconds": 0, "containers": [{
+                    "name": "main", "image": "wkube.local/hello-rust:v1", "imagePullPolicy": "Never",
+                    "args": ["--sleep", "3600"],
+                }] },
+            },
+        },
+    }))
+    .expect("deployment");
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .expect("create");
+    let ready = |d: &k8s_openapi::api::apps::v1::Deployment| {
+        d.status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+    };
+    while ready(&deployments.get("scale").await.expect("get")) < 1 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = server.child.id();
+    let (cpu0, rss0) = (cpu_seconds(pid), rss_mib(pid));
+    let started = Instant::now();
+    let patch = kube::api::Patch::Merge(json!({ "spec": { "replicas": 1000 } }));
+    deployments
+        .patch_scale("scale", &kube::api::PatchParams::default(), &patch)
+        .await
+        .expect("scale");
+    let mut peak = rss0;
+    loop {
+        let d = deployments.get("scale").await.expect("get");
+        peak = peak.max(rss_mib(pid));
+        if ready(&d) >= 1000 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "scale did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = started.elapsed();
+    let cpu = cpu_seconds(pid) - cpu0;
+    println!(
+        "scale a Deployment 1 -> 1000 sleeping wasm pods: 1000 ready after {:.2} s; control plane + agent used {cpu:.1} CPU-s ({:.0}% of one core), RSS {rss0:.1} -> peak {peak:.1} MiB",
+        took.as_secs_f64(),
+        cpu / took.as_secs_f64() * 100.0
+    );
+}
+
 struct Discard;
 impl LogSink for Discard {
     fn write(&self, _stream: Stream, _bytes: &[u8]) {}
@@ -295,4 +390,6 @@ async fn main() {
         "density: 1200 sleeping wasm pods on one node; RSS {idle:.1} MiB idle -> {full:.1} MiB ({:.1} KiB per pod)",
         (full - idle) * 1024.0 / 1200.0
     );
+    drop(server);
+    scale_deployment(&hello).await;
 }
