@@ -53,11 +53,7 @@ struct Ctx {
 
 /// Runs the CronJob controller until `shutdown` completes.
 pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'static) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = tx.send(());
-    });
+    let shutdown = super::sync_shutdown(shutdown);
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         events: Recorder::new(client.clone(), "cronjob-controller"),
@@ -68,9 +64,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'st
         watcher::Config::default(),
     )
     .owns(Api::<Job>::all(client), watcher::Config::default())
-    .graceful_shutdown_on(async move {
-        let _ = rx.await;
-    })
+    .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctx)
     .for_each(|res| async move {
         if let Err(e) = res {

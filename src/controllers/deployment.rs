@@ -59,11 +59,7 @@ pub struct Context {
 
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'static) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = tx.send(());
-    });
+    let shutdown = super::sync_shutdown(shutdown);
     let deployments: Api<Deployment> = Api::all(client.clone());
     let replica_sets: Api<ReplicaSet> = Api::all(client.clone());
     let events = Arc::new(Recorder::new(client.clone(), COMPONENT));
@@ -71,9 +67,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'st
     info!("deployment controller started");
     Controller::new(deployments, watcher::Config::default())
         .owns(replica_sets, watcher::Config::default())
-        .graceful_shutdown_on(async move {
-            let _ = rx.await;
-        })
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {

@@ -60,11 +60,7 @@ struct Ctx {
 
 /// Runs the Job controller until `shutdown` completes.
 pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'static) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = tx.send(());
-    });
+    let shutdown = super::sync_shutdown(shutdown);
     let sweeper = tokio::spawn(sweep_orphans(client.clone()));
     let ctx = Arc::new(Ctx {
         client: client.clone(),
@@ -76,9 +72,7 @@ pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'st
             Api::<Pod>::all(client),
             watcher::Config::default().labels(CONTROLLER_UID),
         )
-        .graceful_shutdown_on(async move {
-            let _ = rx.await;
-        })
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {

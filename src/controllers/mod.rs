@@ -30,3 +30,18 @@ where
         Err(e) => Err(e),
     }
 }
+
+/// kube-runtime's `graceful_shutdown_on` wants a `Sync` future, which a caller's shutdown signal
+/// need not be: this bridges one to the other through a oneshot channel.
+pub(crate) fn sync_shutdown(
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> impl std::future::Future<Output = ()> + Send + Sync + 'static {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = tx.send(());
+    });
+    async move {
+        let _ = rx.await;
+    }
+}

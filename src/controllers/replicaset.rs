@@ -60,12 +60,7 @@ pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()> + Send
         events: Recorder::new(client.clone(), "replicaset-controller"),
         client,
     });
-    // `graceful_shutdown_on` wants a Sync future; bridge through a oneshot.
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = tx.send(());
-    });
+    let shutdown = super::sync_shutdown(shutdown);
     let controller = Controller::new(rs_api, watcher::Config::default());
     let store = controller.store();
     controller
@@ -89,9 +84,7 @@ pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()> + Send
                 .map(|rs| ObjectRef::from_obj(rs.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .graceful_shutdown_on(async move {
-            let _ = rx.await;
-        })
+        .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             match res {

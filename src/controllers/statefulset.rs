@@ -42,11 +42,7 @@ pub async fn run(
     client: kube::Client,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = tx.send(());
-    });
+    let shutdown = super::sync_shutdown(shutdown);
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         events: Recorder::new(client.clone(), "statefulset-controller"),
@@ -56,9 +52,7 @@ pub async fn run(
         watcher::Config::default(),
     )
     .owns(Api::<Pod>::all(client), watcher::Config::default())
-    .graceful_shutdown_on(async move {
-        let _ = rx.await;
-    })
+    .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctx)
     .for_each(|res| async move {
         if let Err(e) = res {
