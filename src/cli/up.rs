@@ -155,6 +155,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::controllers::job::run(client.clone(), stopped())),
         tokio::spawn(crate::controllers::cronjob::run(client.clone(), stopped())),
         tokio::spawn(crate::controllers::gc::run(client.clone(), stopped())),
+        tokio::spawn(crate::controllers::disruption::run(
+            client.clone(),
+            stopped(),
+        )),
         tokio::spawn(crate::controllers::event_ttl::run(
             client.clone(),
             std::time::Duration::from_secs(args.event_ttl.max(1)),
