@@ -30,18 +30,12 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 10_000)]
     history_revisions: u64,
 
-    /// Seconds a node's Lease may go unrenewed before the node is marked unreachable and its
-    /// pods are evicted (after their tolerationSeconds).
-    #[arg(long, default_value_t = 40)]
-    node_monitor_grace_period: u64,
+    #[command(flatten)]
+    controllers: super::controller_manager::ControllerFlags,
 
-    /// Makes the CronJob controller's clock run this many times faster (for tests of schedules).
-    #[arg(long, default_value_t = 1, hide = true)]
-    cronjob_time_scale: u32,
-
-    /// How long Events are kept, in seconds (the apiserver's `--event-ttl`).
-    #[arg(long, default_value_t = 3600)]
-    event_ttl: u64,
+    /// Run no controllers in this process (run `wkube controller-manager` beside it).
+    #[arg(long)]
+    no_controllers: bool,
 
     /// Run no node agent in this process (a control plane only; nodes join with `wkube agent`).
     #[arg(long)]
@@ -138,51 +132,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         stopped(),
     ));
     say("scheduler started");
-    // Workload controllers: API clients like the scheduler, run here until shutdown.
-    let controllers = vec![
-        tokio::spawn(crate::controllers::replicaset::run(
+    // Workload controllers: API clients like the scheduler, run here until shutdown (or in a
+    // process of their own, `wkube controller-manager`, when started with --no-controllers).
+    let controllers = (!args.no_controllers).then(|| {
+        tokio::spawn(crate::controllers::manager::run(
             client.clone(),
+            args.controllers.config(),
             stopped(),
-        )),
-        tokio::spawn(crate::controllers::deployment::run(
-            client.clone(),
-            stopped(),
-        )),
-        tokio::spawn(crate::controllers::daemonset::run(
-            client.clone(),
-            stopped(),
-        )),
-        tokio::spawn(crate::controllers::statefulset::run(
-            client.clone(),
-            stopped(),
-        )),
-        tokio::spawn(crate::controllers::job::run(client.clone(), stopped())),
-        tokio::spawn(crate::controllers::cronjob::run(
-            client.clone(),
-            crate::controllers::cronjob::Clock::scaled(args.cronjob_time_scale),
-            stopped(),
-        )),
-        tokio::spawn(crate::controllers::gc::run(client.clone(), stopped())),
-        tokio::spawn(crate::controllers::disruption::run(
-            client.clone(),
-            stopped(),
-        )),
-        tokio::spawn(crate::controllers::event_ttl::run(
-            client.clone(),
-            std::time::Duration::from_secs(args.event_ttl.max(1)),
-            stopped(),
-        )),
-        tokio::spawn(crate::controllers::node_lifecycle::run(
-            client.clone(),
-            crate::controllers::node_lifecycle::NodeLifecycleConfig {
-                grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period.max(1)),
-                period: std::time::Duration::from_secs(
-                    (args.node_monitor_grace_period / 4).clamp(1, 5),
-                ),
-            },
-            stopped(),
-        )),
-    ];
+        ))
+    });
     let agent = if args.no_agent {
         None
     } else {
@@ -211,8 +169,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let _ = agent.await;
     }
     let _ = scheduler.await;
-    for controller in controllers {
-        let _ = controller.await;
+    if let Some(controllers) = controllers {
+        let _ = controllers.await;
     }
     let _ = serving.await;
     say("shutting down");

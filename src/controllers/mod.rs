@@ -12,6 +12,7 @@ pub mod disruption;
 pub mod event_ttl;
 pub mod gc;
 pub mod job;
+pub mod manager;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod replicaset;
