@@ -31,6 +31,10 @@ impl Drop for Server {
 }
 
 fn start(data: &Path) -> Server {
+    start_with(data, &[])
+}
+
+fn start_with(data: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wkube"))
         .args([
             "up",
@@ -41,6 +45,7 @@ fn start(data: &Path) -> Server {
             "--data-dir",
         ])
         .arg(data)
+        .args(extra)
         .env("WKUBE_LOG", "error")
         .stdout(Stdio::piped())
         .spawn()
@@ -209,11 +214,21 @@ async fn start_pods(
 }
 
 /// `kubectl scale --replicas=1000` on a Deployment of sleeping wasm pods: time to 1,000 ready,
-/// and the control plane's (server + controllers + in-process agent) CPU and memory meanwhile.
+/// and CPU and memory meanwhile of the server process (API, store, scheduler, in-process agent)
+/// and, apart, of the controllers (`wkube controller-manager`).
 async fn scale_deployment(hello: &Path) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let server = start(&data);
+    let server = start_with(&data, &["--no-controllers"]);
+    let controllers = Server {
+        child: Command::new(env!("CARGO_BIN_EXE_wkube"))
+            .args(["controller-manager", "--kubeconfig"])
+            .arg(data.join("kubeconfig"))
+            .env("WKUBE_LOG", "error")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the controller manager"),
+    };
     let import = Command::new(env!("CARGO_BIN_EXE_wkube"))
         .args(["image", "import"])
         .arg(hello)
@@ -258,17 +273,20 @@ async fn scale_deployment(hello: &Path) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let pid = server.child.id();
+    let cm = controllers.child.id();
     let (cpu0, rss0) = (cpu_seconds(pid), rss_mib(pid));
+    let (cm_cpu0, cm_rss0) = (cpu_seconds(cm), rss_mib(cm));
     let started = Instant::now();
     let patch = kube::api::Patch::Merge(json!({ "spec": { "replicas": 1000 } }));
     deployments
         .patch_scale("scale", &kube::api::PatchParams::default(), &patch)
         .await
         .expect("scale");
-    let mut peak = rss0;
+    let (mut peak, mut cm_peak) = (rss0, cm_rss0);
     loop {
         let d = deployments.get("scale").await.expect("get");
         peak = peak.max(rss_mib(pid));
+        cm_peak = cm_peak.max(rss_mib(cm));
         if ready(&d) >= 1000 {
             break;
         }
@@ -280,10 +298,14 @@ async fn scale_deployment(hello: &Path) {
     }
     let took = started.elapsed();
     let cpu = cpu_seconds(pid) - cpu0;
+    let cm_cpu = cpu_seconds(cm) - cm_cpu0;
+    let secs = took.as_secs_f64();
     println!(
-        "scale a Deployment 1 -> 1000 sleeping wasm pods: 1000 ready after {:.2} s; control plane + agent used {cpu:.1} CPU-s ({:.0}% of one core), RSS {rss0:.1} -> peak {peak:.1} MiB",
-        took.as_secs_f64(),
-        cpu / took.as_secs_f64() * 100.0
+        "scale a Deployment 1 -> 1000 sleeping wasm pods: 1000 ready after {secs:.2} s\n  \
+         server (API + store + scheduler + agent): {cpu:.1} CPU-s ({:.0}% of one core), RSS {rss0:.1} -> peak {peak:.1} MiB\n  \
+         controllers (wkube controller-manager):   {cm_cpu:.1} CPU-s ({:.0}% of one core), RSS {cm_rss0:.1} -> peak {cm_peak:.1} MiB",
+        cpu / secs * 100.0,
+        cm_cpu / secs * 100.0
     );
 }
 
@@ -349,15 +371,29 @@ async fn main() {
     let wasm_dir = PathBuf::from(String::from_utf8_lossy(&examples.stdout).trim().to_string());
     let hello = wasm_dir.join("hello-rust.wasm");
 
+    // `cargo bench --bench pods -- scale` runs only the sections whose name contains "scale".
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |section: &str| filter.as_deref().is_none_or(|f| section.contains(f));
     println!("== wasm pod benchmarks (loopback, 2 cores)");
-    runtime_vs_process(&hello).await;
+    if wanted("runtime") {
+        runtime_vs_process(&hello).await;
+    }
+    if wanted("start-and-density") {
+        start_and_density(&hello).await;
+    }
+    if wanted("scale") {
+        scale_deployment(&hello).await;
+    }
+}
 
+/// Pods started one by one and in a burst through the whole system, then the RSS they cost.
+async fn start_and_density(hello: &Path) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let server = start(&data);
     let import = Command::new(env!("CARGO_BIN_EXE_wkube"))
         .args(["image", "import"])
-        .arg(&hello)
+        .arg(hello)
         .args(["--name", "wkube.local/hello-rust:v1", "--data-dir"])
         .arg(&data)
         .output()
@@ -391,5 +427,4 @@ async fn main() {
         (full - idle) * 1024.0 / 1200.0
     );
     drop(server);
-    scale_deployment(&hello).await;
 }
