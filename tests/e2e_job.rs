@@ -8,7 +8,7 @@ use common::{eventually, Cluster};
 use serde_json::Value;
 
 fn start() -> Cluster {
-    let c = Cluster::start_with(&["--restart-backoff", "1"]);
+    let c = Cluster::start_with(&["--restart-backoff", "1", "--job-failure-backoff", "1"]);
     c.import_examples();
     c
 }
@@ -128,7 +128,7 @@ fn failing_job_hits_its_backoff_limit() {
     let c = start();
     c.ok_stdin(
         &["apply", "-f", "-"],
-        &job("boom", &["--exit", "1"], "backoffLimit: 1"),
+        &job("boom", &["--exit", "1"], "backoffLimit: 2"),
     );
     c.ok(&[
         "wait",
@@ -142,11 +142,21 @@ fn failing_job_hits_its_backoff_limit() {
         .and_then(|cs| cs.iter().find(|c| c["type"] == "Failed").cloned())
         .unwrap_or(Value::Null);
     assert_eq!(failed["reason"], "BackoffLimitExceeded", "{j}");
-    assert_eq!(j["status"]["failed"], 2, "{j}");
+    assert_eq!(j["status"]["failed"], 3, "{j}");
     assert_eq!(j["status"]["active"].as_i64().unwrap_or(0), 0, "{j}");
     // No new pods after failing.
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(job_pods(&c, "boom").len(), 2);
+    let pods = job_pods(&c, "boom");
+    assert_eq!(pods.len(), 3);
+    // Replacements waited 1 s, then 2 s (the failure back-off): the pods span 3 s or more.
+    let mut created: Vec<i64> = pods
+        .iter()
+        .filter_map(|p| p["metadata"]["creationTimestamp"].as_str())
+        .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp())
+        .collect();
+    created.sort();
+    assert!(created[2] - created[0] >= 3, "pods created at {created:?}");
     let events = c.ok(&[
         "get",
         "events",
@@ -276,7 +286,14 @@ fn suspended_jobs_wait_and_finished_jobs_expire() {
 /// seconds, each one named by its scheduled minute, and only the history limit kept.
 #[test]
 fn cronjob_fires_on_schedule_and_keeps_its_history_limit() {
-    let c = Cluster::start_with(&["--restart-backoff", "1", "--cronjob-time-scale", "30"]);
+    let c = Cluster::start_with(&[
+        "--restart-backoff",
+        "1",
+        "--job-failure-backoff",
+        "1",
+        "--cronjob-time-scale",
+        "30",
+    ]);
     c.import_examples();
     c.ok_stdin(
         &["apply", "-f", "-"],
