@@ -44,6 +44,14 @@ pub struct UpArgs {
     #[command(flatten)]
     node: super::agent::NodeArgs,
 
+    /// Also register this many hollow (simulated) nodes, for scale tests (`wkube agent --hollow`).
+    #[arg(long, default_value_t = 0)]
+    hollow_nodes: usize,
+
+    /// Spread the hollow nodes over this many zones.
+    #[arg(long, default_value_t = 0)]
+    hollow_zones: usize,
+
     /// Also add a `wkube` context to ~/.kube/config (or $KUBECONFIG's first file).
     #[arg(long)]
     merge_kubeconfig: bool,
@@ -159,6 +167,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         }))
     };
+    let hollow = if args.hollow_nodes > 0 {
+        let config = args.node.hollow(args.hollow_nodes, args.hollow_zones)?;
+        say(&format!("registering {} hollow nodes", config.count));
+        Some(tokio::spawn(super::agent::run_hollow(
+            client.clone(),
+            config,
+            stopped(),
+        )))
+    } else {
+        None
+    };
     say(&format!("kubeconfig written to {}", kubeconfig.display()));
     say(&format!("ready in {} ms", started.elapsed().as_millis()));
     println!("\n    export KUBECONFIG={}\n", kubeconfig.display());
@@ -167,6 +186,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     if let Some(agent) = agent {
         let _ = agent.await;
+    }
+    if let Some(hollow) = hollow {
+        if let Ok(Err(e)) = hollow.await {
+            eprintln!("wkube: hollow nodes failed: {e:#}");
+        }
     }
     let _ = scheduler.await;
     if let Some(controllers) = controllers {
