@@ -5,9 +5,8 @@
 //! Run: `bash examples/build.sh && cargo bench --bench pods`. Loopback only; prints figures.
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,84 +18,18 @@ use wkube::runtime::logs::{LogSink, Stream};
 use wkube::runtime::wasm::WasmRuntime;
 use wkube::runtime::{ContainerSpec, PodRuntime, ResolvedImage};
 
-struct Server {
-    child: Child,
-}
+mod common;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{client, cpu_seconds, pct, rss_mib, start_process, start_wkube, Server};
 
 fn start(data: &Path) -> Server {
     start_with(data, &[])
 }
 
 fn start_with(data: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wkube"))
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--max-pods",
-            "1300",
-            "--data-dir",
-        ])
-        .arg(data)
-        .args(extra)
-        .env("WKUBE_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start wkube");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        if line.expect("line").starts_with("wkube: ready") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Server { child }
-}
-
-/// CPU seconds (user + system) the process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the ')'.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn pct(v: &mut [Duration], p: f64) -> f64 {
-    v.sort();
-    if v.is_empty() {
-        return 0.0;
-    }
-    v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+    let mut args = vec!["--max-pods", "1300"];
+    args.extend(extra);
+    start_wkube(data, &args)
 }
 
 fn sleeping_pod(name: &str, group: &str) -> Pod {
@@ -220,15 +153,11 @@ async fn scale_deployment(hello: &Path) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let server = start_with(&data, &["--no-controllers"]);
-    let controllers = Server {
-        child: Command::new(env!("CARGO_BIN_EXE_wkube"))
-            .args(["controller-manager", "--kubeconfig"])
-            .arg(data.join("kubeconfig"))
-            .env("WKUBE_LOG", "error")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the controller manager"),
-    };
+    let kubeconfig = data.join("kubeconfig").to_string_lossy().to_string();
+    let controllers = start_process(
+        &["controller-manager", "--kubeconfig", &kubeconfig],
+        "wkube: controller manager running",
+    );
     let import = Command::new(env!("CARGO_BIN_EXE_wkube"))
         .args(["image", "import"])
         .arg(hello)
@@ -237,11 +166,7 @@ async fn scale_deployment(hello: &Path) {
         .output()
         .expect("import");
     assert!(import.status.success());
-    let kc = kube::config::Kubeconfig::read_from(data.join("kubeconfig")).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("config");
-    let client = kube::Client::try_from(cfg).expect("client");
+    let client = client(&data).await;
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client, "default");
     let d = serde_json::from_value(json!({
@@ -399,11 +324,7 @@ async fn start_and_density(hello: &Path) {
         .output()
         .expect("import");
     assert!(import.status.success());
-    let kc = kube::config::Kubeconfig::read_from(data.join("kubeconfig")).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("config");
-    let client = kube::Client::try_from(cfg).expect("client");
+    let client = client(&data).await;
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let idle = rss_mib(server.child.id());
 
