@@ -11,6 +11,7 @@ pub mod controllers;
 pub mod events;
 pub mod image;
 pub mod pki;
+pub mod plugin_host;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;
