@@ -6,6 +6,8 @@
 
 use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, scheduling};
 use k8s_openapi::Resource as _;
+
+use crate::plugin_host::resource as policy;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::Value;
 
@@ -34,6 +36,8 @@ pub enum BuiltinKind {
     Job,
     CronJob,
     PriorityClass,
+    /// wkube.dev ClusterAdmissionPolicy and AdmissionPolicy (see `crate::plugin_host`).
+    AdmissionPolicy,
     /// Anything else: the project's own kinds, custom resources.
     Other,
 }
@@ -61,6 +65,9 @@ impl BuiltinKind {
             ("batch", "Job") => BuiltinKind::Job,
             ("batch", "CronJob") => BuiltinKind::CronJob,
             ("scheduling.k8s.io", "PriorityClass") => BuiltinKind::PriorityClass,
+            ("wkube.dev", "ClusterAdmissionPolicy" | "AdmissionPolicy") => {
+                BuiltinKind::AdmissionPolicy
+            }
             _ => BuiltinKind::Other,
         }
     }
@@ -249,6 +256,12 @@ impl Registry {
                 short: &["cj"], categories: ALL, sub: STATUS),
             builtin!(scheduling::v1::PriorityClass, plural: "priorityclasses", singular: "priorityclass",
                 namespaced: false, short: &["pc"], categories: NONE, sub: &[]),
+            // wkube's own kinds.
+            builtin!(policy::ClusterAdmissionPolicy, plural: "clusteradmissionpolicies",
+                singular: "clusteradmissionpolicy", namespaced: false, short: &["cap"],
+                categories: NONE, sub: STATUS),
+            builtin!(policy::AdmissionPolicy, plural: "admissionpolicies", singular: "admissionpolicy",
+                namespaced: true, short: &["ap"], categories: NONE, sub: STATUS),
         ];
         Registry { resources }
     }

@@ -61,6 +61,7 @@ pub fn cells(resource: &ResourceInfo, object: &Value, now: DateTime<Utc>) -> Vec
         Printer::Job => job_cells(object, now),
         Printer::CronJob => cron_job_cells(object, now),
         Printer::PriorityClass => priority_class_cells(object, now),
+        Printer::AdmissionPolicy => admission_policy_cells(object, now),
         Printer::Other => default_cells(object, now),
     };
     debug_assert_eq!(cells.len(), p.columns().len(), "cells misaligned for {p:?}");
@@ -174,6 +175,7 @@ impl Printer {
             Printer::Job => JOB_COLUMNS,
             Printer::CronJob => CRON_JOB_COLUMNS,
             Printer::PriorityClass => PRIORITY_CLASS_COLUMNS,
+            Printer::AdmissionPolicy => ADMISSION_POLICY_COLUMNS,
             Printer::Other => DEFAULT_COLUMNS,
         }
     }
@@ -431,6 +433,24 @@ const PRIORITY_CLASS_COLUMNS: &[Column] = &[
     col("Global-Default", "boolean", "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class."),
     AGE,
     col("PreemptionPolicy", "string", "preemptionPolicy is the Policy for preempting pods with lower priority."),
+];
+
+/// wkube.dev admission policies (no upstream printer: these are wkube's own columns).
+const ADMISSION_POLICY_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Mode",
+        "string",
+        "protect enforces the policy; monitor only warns.",
+    ),
+    col(
+        "Status",
+        "string",
+        "Active, or Error when the module or its settings were refused.",
+    ),
+    AGE,
+    wide("Mutating", "boolean", "Whether the policy mutates objects."),
+    wide("Message", "string", "Why the policy is in Error."),
 ];
 
 /// Kinds without a printer get the table a CustomResourceDefinition without
@@ -1449,6 +1469,24 @@ fn priority_class_cells(pc: &Value, now: DateTime<Utc>) -> Vec<Value> {
         Value::Bool(bool_at(pc, &["globalDefault"])),
         age(pc, now),
         s(str_at(pc, &["preemptionPolicy"])),
+    ]
+}
+
+fn admission_policy_cells(p: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let or = |v: &str, d: &str| {
+        if v.is_empty() {
+            d.to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    vec![
+        name(p),
+        s(or(str_at(p, &["spec", "mode"]), "protect")),
+        s(or(str_at(p, &["status", "phase"]), "Pending")),
+        age(p, now),
+        Value::Bool(bool_at(p, &["spec", "mutating"])),
+        s(str_at(p, &["status", "message"])),
     ]
 }
 

@@ -10,12 +10,15 @@
 //! `wkube:admission/policy` world ([`component`]) and WASI preview 1 commands speaking JSON over
 //! stdin/stdout ([`command`]).
 
+mod admission;
 mod command;
 mod component;
 mod engine;
 mod error;
 mod limits;
+mod policies;
 mod protocol;
+pub mod resource;
 #[cfg(test)]
 mod tests;
 
@@ -28,13 +31,36 @@ use tracing::Instrument as _;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
+pub use admission::PolicyAdmission;
 pub use engine::PluginHostConfig;
 pub use error::PolicyError;
 pub use limits::CallLimits;
+pub use policies::PolicySet;
 pub use protocol::{
     AdmissionRequest, Call, GroupVersionKind, GroupVersionResource, Operation, PolicyResponse,
     RequestUser,
 };
+
+/// Puts the cluster's admission policies into `rest`'s write path: a plugin host, the set of
+/// active policies, and the controller (a task on the current runtime) that keeps that set in
+/// step with the store. Policy modules named by OCI reference are pulled into `images`.
+pub fn start_admission(
+    rest: &crate::api::rest::Rest,
+    images: Option<crate::image::ImageStore>,
+) -> Result<Arc<PolicySet>, PolicyError> {
+    let host = Arc::new(PluginHost::new(&PluginHostConfig::default())?);
+    let set = Arc::new(PolicySet::default());
+    let namespaces = rest.registry().find("", "v1", "namespaces").cloned();
+    let hook = PolicyAdmission::new(set.clone(), rest.objects().clone(), namespaces);
+    if !rest.install_admission(Arc::new(hook)) {
+        return Err(PolicyError::Host(
+            "admission control was already installed".into(),
+        ));
+    }
+    let controller = policies::PolicyController::new(rest.clone(), host, images, set.clone());
+    tokio::spawn(controller.run());
+    Ok(set)
+}
 
 /// Compiles and runs policy modules. One per API server; cheap to share behind an `Arc`.
 pub struct PluginHost {
