@@ -334,3 +334,109 @@ fn hostile_policies_follow_their_failure_policy() {
     ]);
     assert!(message.contains("not WebAssembly"), "{message}");
 }
+
+#[test]
+fn modules_from_a_registry_and_a_configmap_namespaces_and_selectors() {
+    let registry = common::registry::Registry::start();
+    let c = Cluster::start();
+    let dir = wasm_plugins();
+
+    // A cluster policy pulled by OCI reference, enforced only in namespaces labelled enforce=yes.
+    let reference = format!("{}/policies/require-labels:v1", registry.host());
+    let wasm = dir
+        .join("require-labels.wasm")
+        .to_string_lossy()
+        .to_string();
+    let out = c.wkube(&["image", "push", &wasm, &reference]);
+    assert!(
+        out.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = json!({
+        "apiVersion": "wkube.dev/v1alpha1", "kind": "ClusterAdmissionPolicy",
+        "metadata": {"name": "require-team"},
+        "spec": {
+            "module": {"image": reference},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "operations": ["CREATE"]}],
+            "namespaceSelector": {"matchLabels": {"enforce": "yes"}},
+            "settings": {"labels": ["team"]},
+        },
+    });
+    c.ok_stdin(&["apply", "-f", "-"], &manifest.to_string());
+    wait_for_phase(&c, "require-team", "Active");
+    let digest = c.ok(&[
+        "get",
+        "cap",
+        "require-team",
+        "-o",
+        "jsonpath={.status.moduleDigest}",
+    ]);
+    assert!(digest.starts_with("sha256:"), "{digest}");
+
+    c.ok(&["create", "namespace", "team-a"]);
+    c.ok(&["label", "namespace", "team-a", "enforce=yes"]);
+    let (ok, err) = apply(&c, &pod("free", json!({}), "nginx"));
+    assert!(ok, "the default namespace is not selected: {err}");
+    let in_team_a = |name: &str, image: &str| {
+        let mut p: Value =
+            serde_json::from_str(&pod(name, json!({"team": "a"}), image)).expect("json");
+        p["metadata"]["namespace"] = json!("team-a");
+        apply(&c, &p.to_string())
+    };
+    let mut unlabelled: Value = serde_json::from_str(&pod("bare", json!({}), "x")).expect("json");
+    unlabelled["metadata"]["namespace"] = json!("team-a");
+    let (ok, err) = apply(&c, &unlabelled.to_string());
+    assert!(
+        !ok && err.contains("admission policy \"require-team\" denied the request"),
+        "{err}"
+    );
+
+    // A namespaced policy whose module is in a ConfigMap (kubectl puts binary files in binaryData).
+    let c_wasm = dir
+        .join("allowed-registries.wasm")
+        .to_string_lossy()
+        .to_string();
+    c.ok(&[
+        "create",
+        "configmap",
+        "policies",
+        "-n",
+        "team-a",
+        &format!("--from-file=registries.wasm={c_wasm}"),
+    ]);
+    let manifest = json!({
+        "apiVersion": "wkube.dev/v1alpha1", "kind": "AdmissionPolicy",
+        "metadata": {"name": "registries", "namespace": "team-a"},
+        "spec": {
+            "module": {"configMapKeyRef": {"name": "policies", "key": "registries.wasm"}},
+            "rules": [{"apiGroups": ["*"], "apiVersions": ["*"], "resources": ["pods"], "operations": ["*"]}],
+            "settings": {"registries": ["wkube.local"]},
+        },
+    });
+    c.ok_stdin(&["apply", "-f", "-"], &manifest.to_string());
+    eventually(Duration::from_secs(60), || {
+        let out = c.kubectl(&[
+            "get",
+            "admissionpolicy",
+            "registries",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.status.phase}",
+        ]);
+        (String::from_utf8_lossy(&out.stdout) == "Active").then_some(())
+    });
+    let listed = c.ok(&["get", "admissionpolicies", "-n", "team-a"]);
+    assert!(
+        listed.contains("registries") && listed.contains("Active"),
+        "{listed}"
+    );
+    let (ok, err) = in_team_a("hub", "nginx");
+    assert!(!ok && err.contains("admission policy \"team-a/registries\" denied the request: image nginx comes from registry docker.io"), "{err}");
+    let (ok, err) = in_team_a("local", "wkube.local/hello:v1");
+    assert!(ok, "{err}");
+    // The namespaced policy does not reach other namespaces.
+    let (ok, err) = apply(&c, &pod("hub-default", json!({}), "nginx"));
+    assert!(ok, "{err}");
+}

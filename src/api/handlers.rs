@@ -16,7 +16,7 @@ use super::object;
 use super::path::{self, ApiPath};
 use super::query::Query;
 use super::registry::{ResourceInfo, Subresource};
-use super::rest::{DeleteOptions, Patch, PatchType, Written};
+use super::rest::{DeleteOptions, Patch, PatchType, WriteOptions, Written};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::server::ApiState;
 use super::status::{success_status, ApiError, ApiResult};
@@ -179,7 +179,8 @@ async fn dispatch(
         }
         (Method::PUT, Some(name), Some(Subresource::Scale)) => {
             let body = read_body(headers, body).await?;
-            update_scale(state, r, ns, name, ScaleChange::Replace(body), &query).await
+            let opts = write_options()?;
+            update_scale(state, r, ns, name, ScaleChange::Replace(body), &opts).await
         }
         (Method::PATCH, Some(name), sub) => {
             let ct = content_type(headers);
@@ -215,13 +216,14 @@ async fn dispatch(
                     Ok(encode_written(r, written, encoding, &query, StatusCode::OK))
                 }
                 Some(Subresource::Scale) => {
+                    let opts = write_options()?;
                     update_scale(
                         state,
                         r,
                         ns,
                         name,
                         ScaleChange::Patch(patch_type, bytes),
-                        &query,
+                        &opts,
                     )
                     .await
                 }
@@ -608,9 +610,8 @@ async fn update_scale(
     ns: Option<&str>,
     name: &str,
     change: ScaleChange,
-    query: &Query,
+    opts: &WriteOptions,
 ) -> ApiResult<Response> {
-    let opts = query.write_options()?;
     let obj = state.rest.objects().must_get(r, ns, name).await?;
     let current = scale_of(&obj);
     let wanted = match change {
@@ -654,14 +655,14 @@ async fn update_scale(
                 body: patch.as_bytes(),
             },
             None,
-            &opts,
+            opts,
         )
         .await?;
     Ok(encode_plain(
         scale_of(&written.object),
         Encoding::Json,
         StatusCode::OK,
-        &[],
+        &written.warnings,
     ))
 }
 

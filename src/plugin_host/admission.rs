@@ -315,3 +315,107 @@ fn apply_patch(
     }
     (r.roundtrip)(doc).map_err(|e| format!("its patch makes the object invalid: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::registry::{Registry, Subresource};
+    use resource::Rule;
+
+    fn attrs<'a>(
+        r: &'a ResourceInfo,
+        sub: Option<Subresource>,
+        op: AdmissionOperation,
+    ) -> AdmissionAttributes<'a> {
+        AdmissionAttributes {
+            resource: r,
+            subresource: sub,
+            operation: op,
+            namespace: Some("default".into()),
+            name: "x".into(),
+            old_object: None,
+            user: None,
+            dry_run: false,
+        }
+    }
+
+    fn rule(resources: &[&str], ops: &[&str], scope: Option<&str>) -> Rule {
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+        Rule {
+            api_groups: v(&["*"]),
+            api_versions: v(&["*"]),
+            resources: v(resources),
+            operations: v(ops),
+            scope: scope.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn rules_match_resources_subresources_operations_and_scope() {
+        let reg = Registry::builtin();
+        let pods = reg.find("", "v1", "pods").expect("pods");
+        let nodes = reg.find("", "v1", "nodes").expect("nodes");
+        let create = attrs(pods, None, AdmissionOperation::Create);
+        let status = attrs(pods, Some(Subresource::Status), AdmissionOperation::Update);
+        assert!(rule_matches(&rule(&["pods"], &["CREATE"], None), &create));
+        assert!(!rule_matches(&rule(&["pods"], &["UPDATE"], None), &create));
+        assert!(!rule_matches(&rule(&["pods"], &["*"], None), &status));
+        assert!(rule_matches(&rule(&["pods/status"], &["*"], None), &status));
+        assert!(rule_matches(&rule(&["*/*"], &["*"], None), &status));
+        assert!(rule_matches(&rule(&["*"], &["*"], None), &create));
+        assert!(!rule_matches(
+            &rule(&["*"], &["*"], Some("Cluster")),
+            &create
+        ));
+        let node = attrs(nodes, None, AdmissionOperation::Delete);
+        assert!(rule_matches(
+            &rule(&["*"], &["DELETE"], Some("Cluster")),
+            &node
+        ));
+        let mut core_only = rule(&["*"], &["*"], None);
+        core_only.api_groups = vec!["apps".into()];
+        assert!(!rule_matches(&core_only, &create));
+    }
+
+    #[test]
+    fn denials_carry_the_policy_code() {
+        let e = denial("p", None, "no");
+        assert_eq!(e.code, StatusCode::FORBIDDEN);
+        assert_eq!(e.message, "admission policy \"p\" denied the request: no");
+        let e = denial("p", Some(422), "no");
+        assert_eq!((e.code.as_u16(), e.reason), (422, "Invalid"));
+    }
+
+    #[test]
+    fn patches_may_not_change_identity_or_break_the_type() {
+        let reg = Registry::builtin();
+        let pods = reg.find("", "v1", "pods").expect("pods");
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
+                         "spec": {"containers": [{"name": "c", "image": "i"}]}});
+        let patch = |p: Value| serde_json::from_value::<json_patch::Patch>(p).expect("patch");
+        let ok = apply_patch(
+            pods,
+            &pod,
+            &patch(json!([{"op": "add", "path": "/metadata/labels", "value": {"x": "y"}}])),
+        );
+        assert_eq!(ok.expect("applies")["metadata"]["labels"]["x"], "y");
+        let rename = apply_patch(
+            pods,
+            &pod,
+            &patch(json!([{"op": "replace", "path": "/metadata/name", "value": "b"}])),
+        );
+        assert!(rename.is_err());
+        let bad_type = apply_patch(
+            pods,
+            &pod,
+            &patch(json!([{"op": "replace", "path": "/spec/containers", "value": 7}])),
+        );
+        assert!(bad_type.is_err());
+        let missing = apply_patch(
+            pods,
+            &pod,
+            &patch(json!([{"op": "remove", "path": "/nope"}])),
+        );
+        assert!(missing.is_err());
+    }
+}

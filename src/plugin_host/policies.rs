@@ -172,7 +172,12 @@ impl PolicyController {
                 })
                 .await
                 .map_err(|e| e.to_string())?;
-            revision = revision.max(page.revision);
+            // Watch from the oldest list: replays are harmless (reconcile is idempotent), gaps are not.
+            revision = if revision == 0 {
+                page.revision
+            } else {
+                revision.min(page.revision)
+            };
             for obj in page.items {
                 present.push(PolicyKey::of(&obj));
                 self.reconcile(&r, &obj).await;

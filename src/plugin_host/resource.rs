@@ -374,3 +374,50 @@ pub(crate) fn selects(sel: Option<&LabelSelector>, labels: &BTreeMap<String, Str
             }
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    #[test]
+    fn specs_are_checked() {
+        let spec: AdmissionPolicySpec = serde_json::from_value(serde_json::json!({
+            "module": {"inline": "AA==", "image": "x"},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": [], "operations": ["PATCH"]}],
+            "timeoutSeconds": 99,
+            "memoryLimit": "lots",
+        }))
+        .expect("typed");
+        let fields: Vec<String> = spec.validate(false).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.module",
+                "spec.rules[0].resources",
+                "spec.rules[0].operations",
+                "spec.timeoutSeconds",
+                "spec.memoryLimit"
+            ]
+        );
+    }
+
+    #[test]
+    fn quantities_and_selectors() {
+        assert_eq!(parse_bytes("64Mi"), Some(64 << 20));
+        assert_eq!(parse_bytes("1G"), Some(1_000_000_000));
+        assert_eq!(parse_bytes("x"), None);
+        let labels: BTreeMap<String, String> = [("a".to_string(), "1".to_string())].into();
+        assert!(selects(None, &labels));
+        let sel = LabelSelector {
+            match_labels: Some([("a".to_string(), "1".to_string())].into()),
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "b".into(),
+                operator: "DoesNotExist".into(),
+                values: None,
+            }]),
+        };
+        assert!(selects(Some(&sel), &labels));
+        assert!(!selects(Some(&sel), &BTreeMap::new()));
+    }
+}
