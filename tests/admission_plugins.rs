@@ -204,3 +204,53 @@ async fn allowed_registries() {
     assert!(!r.allowed);
     assert!(r.message.unwrap_or_default().contains("quay.io/x/y"));
 }
+
+#[test]
+fn wkube_policy_test_runs_a_policy_offline() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let object = dir.path().join("pod.yaml");
+    std::fs::write(
+        &object,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: nginx}]\n",
+    )
+    .expect("write");
+    let settings = dir.path().join("settings.json");
+    std::fs::write(&settings, r#"{"registries": ["wkube.local"]}"#).expect("write");
+    let module = wasm_plugins().join("allowed-registries.wasm");
+    let out = Command::new(env!("CARGO_BIN_EXE_wkube"))
+        .args(["policy", "test", "--module"])
+        .arg(&module)
+        .arg("--settings")
+        .arg(&settings)
+        .arg("--object")
+        .arg(&object)
+        .output()
+        .expect("run wkube");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON answer");
+    assert_eq!(answer["allowed"], false);
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("docker.io"),
+        "{answer}"
+    );
+
+    std::fs::write(&settings, r#"{"registries": 3}"#).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_wkube"))
+        .args(["policy", "test", "--module"])
+        .arg(&module)
+        .arg("--settings")
+        .arg(&settings)
+        .arg("--object")
+        .arg(&object)
+        .output()
+        .expect("run wkube");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refuses its settings"));
+}

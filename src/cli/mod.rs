@@ -3,6 +3,7 @@
 mod agent;
 mod image;
 mod kubeconfig;
+mod policy;
 mod snapshot;
 mod up;
 
@@ -40,6 +41,9 @@ enum Command {
     /// Save or restore a snapshot of the store (like `etcdctl snapshot`).
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// Work with admission policies offline (`wkube policy test`).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// `~/.wkube`, the default data dir.
@@ -72,6 +76,7 @@ pub fn main() -> ExitCode {
             Command::Agent(args) => agent::run(args).await,
             Command::Image(cmd) => image::run(cmd).await,
             Command::Snapshot(cmd) => snapshot::run(cmd).await,
+            Command::Policy(cmd) => policy::run(cmd).await,
         }
     });
     match result {
