@@ -170,6 +170,23 @@ fn a_rust_policy_refuses_warns_and_can_be_misconfigured() {
     let (ok, err) = apply(&c, &pod("unchecked", json!({}), "x"));
     assert!(ok, "{err}");
 
+    // A spec the server refuses names its fields.
+    let (ok, err) = apply(
+        &c,
+        &policy(
+            "wrong",
+            &module,
+            json!({"failurePolicy": "Maybe", "timeoutSeconds": 99}),
+        ),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("ClusterAdmissionPolicy \"wrong\" is invalid")
+            && err.contains("spec.failurePolicy")
+            && err.contains("spec.timeoutSeconds"),
+        "{err}"
+    );
+
     // Deleting the policy is always possible.
     c.ok(&["delete", "clusteradmissionpolicy", "require-team"]);
 }

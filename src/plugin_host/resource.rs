@@ -93,7 +93,8 @@ pub struct AdmissionPolicySpec {
     /// What a failed call (trap, timeout, memory, malformed answer) means: `Fail` (deny, the
     /// default) or `Ignore` (admit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_policy: Option<FailurePolicy>,
+    #[schemars(extend("enum" = ["Fail", "Ignore"]))]
+    pub failure_policy: Option<String>,
     /// How long one call may run, 1-30 seconds (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<i32>,
@@ -102,7 +103,8 @@ pub struct AdmissionPolicySpec {
     pub memory_limit: Option<String>,
     /// `protect` enforces; `monitor` admits everything and only warns what it would deny.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<PolicyMode>,
+    #[schemars(extend("enum" = ["protect", "monitor"]))]
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -152,17 +154,16 @@ pub struct Rule {
     pub scope: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[schemars(rename = "dev.wkube.v1alpha1.FailurePolicy")]
+/// Kept as strings in the spec (so that a wrong value is a field error naming the supported
+/// ones, not a decoding failure); read through [`AdmissionPolicySpec::failure_policy`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum FailurePolicy {
     #[default]
     Fail,
     Ignore,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-#[schemars(rename = "dev.wkube.v1alpha1.PolicyMode")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum PolicyMode {
     #[default]
     Protect,
@@ -277,6 +278,26 @@ impl AdmissionPolicySpec {
                 }
             }
         }
+        if let Some(f) = self
+            .failure_policy
+            .as_deref()
+            .filter(|f| !["Fail", "Ignore"].contains(f))
+        {
+            err(
+                "failurePolicy",
+                format!("unsupported value {f:?}: must be Fail or Ignore"),
+            );
+        }
+        if let Some(m) = self
+            .mode
+            .as_deref()
+            .filter(|m| !["protect", "monitor"].contains(m))
+        {
+            err(
+                "mode",
+                format!("unsupported value {m:?}: must be protect or monitor"),
+            );
+        }
         if let Some(t) = self.timeout_seconds {
             if !(1..=MAX_TIMEOUT_SECONDS).contains(&t) {
                 err(
@@ -297,12 +318,20 @@ impl AdmissionPolicySpec {
         errs
     }
 
+    /// `Fail` unless the spec says `Ignore` (validation refuses anything else).
     pub fn failure_policy(&self) -> FailurePolicy {
-        self.failure_policy.unwrap_or_default()
+        match self.failure_policy.as_deref() {
+            Some("Ignore") => FailurePolicy::Ignore,
+            _ => FailurePolicy::Fail,
+        }
     }
 
+    /// `protect` unless the spec says `monitor` (validation refuses anything else).
     pub fn mode(&self) -> PolicyMode {
-        self.mode.unwrap_or_default()
+        match self.mode.as_deref() {
+            Some("monitor") => PolicyMode::Monitor,
+            _ => PolicyMode::Protect,
+        }
     }
 
     pub fn is_mutating(&self) -> bool {
@@ -386,6 +415,7 @@ mod tests {
             "module": {"inline": "AA==", "image": "x"},
             "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": [], "operations": ["PATCH"]}],
             "timeoutSeconds": 99,
+            "failurePolicy": "Maybe",
             "memoryLimit": "lots",
         }))
         .expect("typed");
@@ -396,6 +426,7 @@ mod tests {
                 "spec.module",
                 "spec.rules[0].resources",
                 "spec.rules[0].operations",
+                "spec.failurePolicy",
                 "spec.timeoutSeconds",
                 "spec.memoryLimit"
             ]
