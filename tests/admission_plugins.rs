@@ -131,6 +131,17 @@ async fn default_resources() {
         .as_array_mut()
         .expect("containers")
         .push(json!({"name": "own", "image": "y", "resources": {"limits": {"cpu": "2"}}}));
+    let update = run(
+        &m,
+        Call::Mutate,
+        settings.clone(),
+        request(Operation::Update, object.clone()),
+    )
+    .await;
+    assert!(
+        update.allowed && update.patch.is_none(),
+        "a pod's resources are immutable: {update:?}"
+    );
     let r = run(
         &m,
         Call::Mutate,

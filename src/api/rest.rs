@@ -712,15 +712,8 @@ impl Rest {
                 merged
             }
         };
-        keep_system_metadata(old, &mut new);
-        if old.get("spec") != new.get("spec") {
-            let generation = object::meta(old)
-                .and_then(|m| m.get("generation"))
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            object::set_meta(&mut new, "generation", json!(generation + 1));
-        }
-        validation::apply_defaults(r, &mut new);
+        // Mutating admission first (as upstream, before the server restores what it owns), so
+        // that what a policy changes counts for the generation and gets defaults too.
         let attrs = AdmissionAttributes {
             resource: r,
             subresource: sub,
@@ -732,6 +725,15 @@ impl Rest {
             dry_run: opts.dry_run,
         };
         warnings.extend(self.admit_mutating(&attrs, &mut new).await?);
+        keep_system_metadata(old, &mut new);
+        if old.get("spec") != new.get("spec") {
+            let generation = object::meta(old)
+                .and_then(|m| m.get("generation"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            object::set_meta(&mut new, "generation", json!(generation + 1));
+        }
+        validation::apply_defaults(r, &mut new);
         let errors = validation::validate_update(r, old, &new);
         if !errors.is_empty() {
             return Err(invalid(r, &name, &errors));

@@ -7,9 +7,9 @@
 //!   limits: {memory: 128Mi}
 //! ```
 //!
-//! Only what is missing is added (per container, per resource), as a JSON patch; pods and the
-//! pod templates of workloads (Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob)
-//! are covered.
+//! Only what is missing is added (per container, per resource), as a JSON patch; pods (on
+//! create: their resources are immutable) and the pod templates of workloads (Deployment,
+//! ReplicaSet, StatefulSet, DaemonSet, Job, CronJob) are covered.
 
 use serde_json::{json, Map, Value};
 
@@ -153,6 +153,12 @@ impl Guest for DefaultResources {
             Some(Ok(o)) => o,
             _ => return answer(false, Some("the request carries no object".into()), None),
         };
+        // A pod's resources cannot change after creation: only a pod being created gets them
+        // (pod templates of workloads are filled in on update too).
+        let is_pod = object.get("kind").and_then(Value::as_str) == Some("Pod");
+        if is_pod && request.operation == Operation::Update {
+            return answer(true, None, None);
+        }
         let ops = patch_for(&object, &d);
         let patch = (!ops.is_empty()).then(|| Value::Array(ops).to_string());
         answer(true, None, patch)
