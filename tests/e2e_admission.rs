@@ -410,6 +410,29 @@ fn modules_from_a_registry_and_a_configmap_namespaces_and_selectors() {
     );
 
     // A namespaced policy whose module is in a ConfigMap (kubectl puts binary files in binaryData).
+    let manifest = json!({
+        "apiVersion": "wkube.dev/v1alpha1", "kind": "AdmissionPolicy",
+        "metadata": {"name": "registries", "namespace": "team-a"},
+        "spec": {
+            "module": {"configMapKeyRef": {"name": "policies", "key": "registries.wasm"}},
+            "rules": [{"apiGroups": ["*"], "apiVersions": ["*"], "resources": ["pods"], "operations": ["*"]}],
+            "settings": {"registries": ["wkube.local"]},
+        },
+    });
+    c.ok_stdin(&["apply", "-f", "-"], &manifest.to_string());
+    // The ConfigMap is not there yet: Error, and the policy loads once it appears.
+    let phase = || {
+        let path = "jsonpath={.status.phase} {.status.message}";
+        let out = c.kubectl(&["get", "ap", "registries", "-n", "team-a", "-o", path]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let error = eventually(Duration::from_secs(60), || {
+        Some(phase()).filter(|p| p.starts_with("Error"))
+    });
+    assert!(
+        error.contains("configmap team-a/policies not found"),
+        "{error}"
+    );
     let c_wasm = dir
         .join("allowed-registries.wasm")
         .to_string_lossy()
@@ -422,16 +445,6 @@ fn modules_from_a_registry_and_a_configmap_namespaces_and_selectors() {
         "team-a",
         &format!("--from-file=registries.wasm={c_wasm}"),
     ]);
-    let manifest = json!({
-        "apiVersion": "wkube.dev/v1alpha1", "kind": "AdmissionPolicy",
-        "metadata": {"name": "registries", "namespace": "team-a"},
-        "spec": {
-            "module": {"configMapKeyRef": {"name": "policies", "key": "registries.wasm"}},
-            "rules": [{"apiGroups": ["*"], "apiVersions": ["*"], "resources": ["pods"], "operations": ["*"]}],
-            "settings": {"registries": ["wkube.local"]},
-        },
-    });
-    c.ok_stdin(&["apply", "-f", "-"], &manifest.to_string());
     eventually(Duration::from_secs(60), || {
         let out = c.kubectl(&[
             "get",

@@ -123,6 +123,27 @@ pub(crate) struct PolicyController {
     set: Arc<PolicySet>,
     /// The (uid, generation) each policy was last loaded at: status writes do not reload.
     loaded: HashMap<PolicyKey, (String, i64)>,
+    /// Policies whose module could not be fetched (a ConfigMap not there yet, a registry
+    /// down): tried again every [`RETRY_INTERVAL`] until they load.
+    unfetched: HashMap<PolicyKey, ResourceInfo>,
+}
+
+/// How often policies whose module could not be fetched are tried again.
+const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why a policy is not active: the status message, and whether trying again may help.
+struct LoadError {
+    message: String,
+    fetch: bool,
+}
+
+impl From<String> for LoadError {
+    fn from(message: String) -> Self {
+        LoadError {
+            message,
+            fetch: false,
+        }
+    }
 }
 
 const PREFIX: &str = "/registry/wkube.dev/";
@@ -140,6 +161,7 @@ impl PolicyController {
             images,
             set,
             loaded: HashMap::new(),
+            unfetched: HashMap::new(),
         }
     }
 
@@ -190,7 +212,16 @@ impl PolicyController {
             .watch(PREFIX, revision)
             .await
             .map_err(|e| e.to_string())?;
-        while let Some(event) = events.next().await {
+        let mut retry = tokio::time::interval(RETRY_INTERVAL);
+        loop {
+            let event = tokio::select! {
+                event = events.next() => event,
+                _ = retry.tick() => {
+                    self.retry_unfetched().await;
+                    continue;
+                }
+            };
+            let Some(event) = event else { break };
             let event = event.map_err(|e| e.to_string())?;
             let Some(r) = self.kind_of(&event.kv.key) else {
                 continue;
@@ -223,9 +254,26 @@ impl PolicyController {
             .find(|r| key.starts_with(&storage::resource_prefix(r)))
     }
 
+    /// Loads again the policies whose module could not be fetched.
+    async fn retry_unfetched(&mut self) {
+        let pending: Vec<(PolicyKey, ResourceInfo)> = self.unfetched.drain().collect();
+        for (key, r) in pending {
+            let found = self
+                .rest
+                .objects()
+                .get(&r, key.namespace.as_deref(), &key.name, Read::Local)
+                .await;
+            if let Ok(Some(obj)) = found {
+                self.loaded.remove(&key);
+                self.reconcile(&r, &obj).await;
+            }
+        }
+    }
+
     fn forget(&mut self, key: &PolicyKey) {
         self.set.remove(key);
         self.loaded.remove(key);
+        self.unfetched.remove(key);
         tracing::info!(policy = %key.display(), "admission policy removed");
     }
 
@@ -250,8 +298,11 @@ impl PolicyController {
                 tracing::info!(policy = %key.display(), %digest, "admission policy active");
                 json!({"phase": "Active", "moduleDigest": digest, "observedGeneration": generation})
             }
-            Err(message) => {
+            Err(LoadError { message, fetch }) => {
                 self.set.remove(&key);
+                if fetch {
+                    self.unfetched.insert(key.clone(), r.clone());
+                }
                 tracing::warn!(policy = %key.display(), %message, "admission policy not enforced");
                 json!({"phase": "Error", "message": message, "observedGeneration": generation})
             }
@@ -288,11 +339,17 @@ impl PolicyController {
     }
 
     /// Loads the module and checks the settings; the error is the status message.
-    async fn load(&self, key: &PolicyKey, obj: &Value) -> Result<ActivePolicy, String> {
+    async fn load(&self, key: &PolicyKey, obj: &Value) -> Result<ActivePolicy, LoadError> {
         let spec: AdmissionPolicySpec =
             serde_json::from_value(obj.get("spec").cloned().unwrap_or(Value::Null))
                 .map_err(|e| format!("invalid spec: {e}"))?;
-        let bytes = self.module_bytes(key, &spec.module).await?;
+        let bytes = self
+            .module_bytes(key, &spec.module)
+            .await
+            .map_err(|message| LoadError {
+                message,
+                fetch: true,
+            })?;
         let module = self.host.load(bytes).await.map_err(|e| e.to_string())?;
         let limits = CallLimits {
             timeout: Duration::from_secs(
@@ -315,8 +372,8 @@ impl PolicyController {
                 settings,
                 limits,
             }),
-            Ok(Err(message)) => Err(format!("invalid settings: {message}")),
-            Err(e) => Err(format!("validate-settings failed: {e}")),
+            Ok(Err(message)) => Err(format!("invalid settings: {message}").into()),
+            Err(e) => Err(format!("validate-settings failed: {e}").into()),
         }
     }
 
