@@ -265,3 +265,35 @@ fn wkube_policy_test_runs_a_policy_offline() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("refuses its settings"));
 }
+
+#[test]
+fn wkube_policy_bench_prints_latencies() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let object = dir.path().join("pod.json");
+    std::fs::write(
+        &object,
+        pod(json!({"team": "a"}), "wkube.local/x").to_string(),
+    )
+    .expect("write");
+    let settings = dir.path().join("settings.json");
+    std::fs::write(&settings, r#"{"labels": ["team"]}"#).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_wkube"))
+        .args(["policy", "bench", "--iterations", "20", "--module"])
+        .arg(wasm_plugins().join("require-labels.wasm"))
+        .arg("--settings")
+        .arg(&settings)
+        .arg("--object")
+        .arg(&object)
+        .output()
+        .expect("run wkube");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("20 calls to validate") && stdout.contains("p99"),
+        "{stdout}"
+    );
+}

@@ -41,7 +41,7 @@ enum Command {
     /// Save or restore a snapshot of the store (like `etcdctl snapshot`).
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
-    /// Work with admission policies offline (`wkube policy test`).
+    /// Run admission policies offline (`wkube policy test`, `wkube policy bench`).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
 }

@@ -19,6 +19,14 @@ use crate::plugin_host::{
 pub enum PolicyCommand {
     /// Run a policy (component or WASI command) on one request and print its response.
     Test(TestArgs),
+    /// Call a policy on one request many times and print the per-call latency.
+    Bench {
+        #[command(flatten)]
+        args: TestArgs,
+        /// Calls to time (after a few untimed warm-up calls).
+        #[arg(long, default_value_t = 1000)]
+        iterations: u32,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -50,10 +58,74 @@ pub struct TestArgs {
 pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
     match cmd {
         PolicyCommand::Test(args) => test(args).await,
+        PolicyCommand::Bench { args, iterations } => bench(args, iterations).await,
     }
 }
 
+/// A loaded policy with the settings, request and limits to call it with.
+struct Prepared {
+    module: std::sync::Arc<crate::plugin_host::PolicyModule>,
+    settings: Value,
+    request: AdmissionRequest,
+    limits: CallLimits,
+    call: Call,
+}
+
 async fn test(args: TestArgs) -> anyhow::Result<()> {
+    let p = prepare(&args).await?;
+    let response = p
+        .module
+        .call(p.call, &p.settings, &p.request, &p.limits)
+        .await?;
+    let mut out = serde_json::to_value(&response)?;
+    if let (Some(patch), Some(object)) = (&response.patch, &p.request.object) {
+        let mut patched = object.clone();
+        json_patch::patch(&mut patched, patch).context("the policy's patch does not apply")?;
+        out["patchedObject"] = patched;
+    }
+    // Not println!: a closed pipe (`| head`) is an error to report, not a panic.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?).context("writing the response")?;
+    Ok(())
+}
+
+/// Each call is what the API server pays per policy and request: a fresh instance from the
+/// pool, the request marshalled in, the answer out.
+async fn bench(args: TestArgs, iterations: u32) -> anyhow::Result<()> {
+    let p = prepare(&args).await?;
+    for _ in 0..10 {
+        p.module
+            .call(p.call, &p.settings, &p.request, &p.limits)
+            .await?;
+    }
+    let mut times = Vec::with_capacity(iterations as usize);
+    for _ in 0..iterations.max(1) {
+        let started = std::time::Instant::now();
+        p.module
+            .call(p.call, &p.settings, &p.request, &p.limits)
+            .await?;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    let total: Duration = times.iter().sum();
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "{} calls to {} of {}: p50 {:?}, p99 {:?}, max {:?}, mean {:?}",
+        times.len(),
+        p.call.name(),
+        args.module.display(),
+        at(0.50),
+        at(0.99),
+        at(1.0),
+        total / times.len() as u32,
+    )
+    .context("writing the figures")?;
+    Ok(())
+}
+
+async fn prepare(args: &TestArgs) -> anyhow::Result<Prepared> {
     let limits = CallLimits {
         timeout: Duration::from_secs(args.timeout_seconds.max(1)),
         memory_bytes: parse_bytes(&args.memory_limit)
@@ -83,17 +155,13 @@ async fn test(args: TestArgs) -> anyhow::Result<()> {
     } else {
         Call::Validate
     };
-    let response = module.call(call, &settings, &request, &limits).await?;
-    let mut out = serde_json::to_value(&response)?;
-    if let (Some(patch), Some(object)) = (&response.patch, &request.object) {
-        let mut patched = object.clone();
-        json_patch::patch(&mut patched, patch).context("the policy's patch does not apply")?;
-        out["patchedObject"] = patched;
-    }
-    // Not println!: a closed pipe (`| head`) is an error to report, not a panic.
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?).context("writing the response")?;
-    Ok(())
+    Ok(Prepared {
+        module,
+        settings,
+        request,
+        limits,
+        call,
+    })
 }
 
 fn read_document(path: &Path) -> anyhow::Result<Value> {
