@@ -12,6 +12,7 @@ pub mod events;
 pub mod image;
 pub mod label_selector;
 pub mod pki;
+pub mod plugin_host;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;

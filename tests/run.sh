@@ -34,6 +34,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 echo "==> building the wasm example workloads"
 bash examples/build.sh >/dev/null
+echo "==> building the example admission policies"
+bash plugins/build.sh >/dev/null
 echo "==> building"
 cargo build --tests --bins --quiet
 echo "==> testing"

@@ -10,13 +10,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use tracing::Instrument as _;
 
+use super::auth::UserInfo;
 use super::discovery;
 use super::eviction;
 use super::object;
 use super::path::{self, ApiPath};
 use super::query::Query;
 use super::registry::{ResourceInfo, Subresource};
-use super::rest::{DeleteOptions, Patch, PatchType, Written};
+use super::rest::{DeleteOptions, Patch, PatchType, WriteOptions, Written};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::server::ApiState;
 use super::status::{success_status, ApiError, ApiResult};
@@ -70,10 +71,12 @@ pub async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    user: Option<axum::Extension<UserInfo>>,
     body: Body,
 ) -> Response {
     let span = tracing::info_span!("request", %method, path = uri.path());
-    let result = dispatch(&state, &method, &uri, &headers, body)
+    let user = user.map(|axum::Extension(u)| u);
+    let result = dispatch(&state, &method, &uri, &headers, user, body)
         .instrument(span.clone())
         .await;
     match result {
@@ -90,10 +93,18 @@ async fn dispatch(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    user: Option<UserInfo>,
     body: Body,
 ) -> ApiResult<Response> {
     let legacy = uri.path() == "/api" || uri.path().starts_with("/api/");
     let query = Query::parse(uri.query());
+    // Who writes, for admission policies.
+    let write_options = || {
+        query.write_options().map(|mut o| {
+            o.user = user.clone();
+            o
+        })
+    };
     let registry = state.rest.registry();
     let parsed = path::parse(registry, uri.path(), legacy)?;
     let rp = match parsed {
@@ -147,7 +158,7 @@ async fn dispatch(
         }
         (Method::POST, None, None) => {
             let body = read_body(headers, body).await?;
-            let opts = query.write_options()?;
+            let opts = write_options()?;
             let written = state.rest.create(r, ns, body, &opts).await?;
             Ok(encode_written(
                 r,
@@ -175,13 +186,14 @@ async fn dispatch(
         }
         (Method::PUT, Some(name), sub @ (None | Some(Subresource::Status))) => {
             let body = read_body(headers, body).await?;
-            let opts = query.write_options()?;
+            let opts = write_options()?;
             let written = state.rest.update(r, ns, name, body, sub, &opts).await?;
             Ok(encode_written(r, written, encoding, &query, StatusCode::OK))
         }
         (Method::PUT, Some(name), Some(Subresource::Scale)) => {
             let body = read_body(headers, body).await?;
-            update_scale(state, r, ns, name, ScaleChange::Replace(body), &query).await
+            let opts = write_options()?;
+            update_scale(state, r, ns, name, ScaleChange::Replace(body), &opts).await
         }
         (Method::PATCH, Some(name), sub) => {
             let ct = content_type(headers);
@@ -199,7 +211,7 @@ async fn dispatch(
             let bytes = read_bytes(body).await?;
             match sub {
                 None | Some(Subresource::Status) => {
-                    let opts = query.write_options()?;
+                    let opts = write_options()?;
                     let written = state
                         .rest
                         .patch(
@@ -217,13 +229,14 @@ async fn dispatch(
                     Ok(encode_written(r, written, encoding, &query, StatusCode::OK))
                 }
                 Some(Subresource::Scale) => {
+                    let opts = write_options()?;
                     update_scale(
                         state,
                         r,
                         ns,
                         name,
                         ScaleChange::Patch(patch_type, bytes),
-                        &query,
+                        &opts,
                     )
                     .await
                 }
@@ -243,16 +256,17 @@ async fn dispatch(
                     .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
                 DeleteOptions::from_body(&v)?
             };
-            let opts = query.delete_options(body_opts)?;
-            let obj = state.rest.delete(r, ns, name, &opts).await?;
+            let mut opts = query.delete_options(body_opts)?;
+            opts.user = user.clone();
+            let written = state.rest.delete_admitted(r, ns, name, &opts).await?;
             Ok(encode_plain(
-                obj,
+                written.object,
                 encoding_no_table(encoding),
                 StatusCode::OK,
-                &[],
+                &written.warnings,
             ))
         }
-        (Method::DELETE, None, None) => delete_collection(state, r, ns, &query).await,
+        (Method::DELETE, None, None) => delete_collection(state, r, ns, &query, user).await,
         (m, _, sub) => Err(ApiError::method_not_allowed(format!(
             "{m} is not supported on {}{}",
             r.plural,
@@ -609,9 +623,8 @@ async fn update_scale(
     ns: Option<&str>,
     name: &str,
     change: ScaleChange,
-    query: &Query,
+    opts: &WriteOptions,
 ) -> ApiResult<Response> {
-    let opts = query.write_options()?;
     let obj = state.rest.objects().must_get(r, ns, name).await?;
     let current = scale_of(&obj);
     let wanted = match change {
@@ -655,14 +668,14 @@ async fn update_scale(
                 body: patch.as_bytes(),
             },
             None,
-            &opts,
+            opts,
         )
         .await?;
     Ok(encode_plain(
         scale_of(&written.object),
         Encoding::Json,
         StatusCode::OK,
-        &[],
+        &written.warnings,
     ))
 }
 
@@ -860,10 +873,12 @@ async fn delete_collection(
     r: &ResourceInfo,
     ns: Option<&str>,
     query: &Query,
+    user: Option<UserInfo>,
 ) -> ApiResult<Response> {
     let (labels, fields) = selector_filter(r, query)?;
     let filter = |obj: &Value| labels.matches(obj) && fields.matches(obj);
-    let opts = query.delete_options(DeleteOptions::default())?;
+    let mut opts = query.delete_options(DeleteOptions::default())?;
+    opts.user = user;
     let page = state
         .rest
         .objects()

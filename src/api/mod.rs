@@ -4,6 +4,7 @@
 //! HTTP decoding ([`handlers`], [`watch`]) -> REST semantics ([`rest`]) -> objects over the
 //! store ([`storage`]). One table of kinds ([`registry`]) drives all of it.
 
+pub mod admission;
 pub mod auth;
 pub mod discovery;
 pub mod eviction;

@@ -61,6 +61,7 @@ impl Query {
         Ok(WriteOptions {
             dry_run: rest::parse_dry_run(self.all("dryRun"))?,
             field_validation: FieldValidation::parse(self.get("fieldValidation").unwrap_or(""))?,
+            ..Default::default()
         })
     }
 

@@ -4,8 +4,10 @@
 //! this one table, so that new kinds — the project's own `wkube.dev` kinds now, and
 //! CustomResourceDefinitions later — slot in as rows rather than as new handlers.
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, policy, scheduling};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, scheduling};
 use k8s_openapi::Resource as _;
+
+use crate::plugin_host::resource as wkube_policy;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::Value;
 
@@ -35,6 +37,8 @@ pub enum BuiltinKind {
     CronJob,
     PriorityClass,
     PodDisruptionBudget,
+    /// wkube.dev ClusterAdmissionPolicy and AdmissionPolicy (see `crate::plugin_host`).
+    AdmissionPolicy,
     /// Anything else: the project's own kinds, custom resources.
     Other,
 }
@@ -63,6 +67,9 @@ impl BuiltinKind {
             ("batch", "CronJob") => BuiltinKind::CronJob,
             ("scheduling.k8s.io", "PriorityClass") => BuiltinKind::PriorityClass,
             ("policy", "PodDisruptionBudget") => BuiltinKind::PodDisruptionBudget,
+            ("wkube.dev", "ClusterAdmissionPolicy" | "AdmissionPolicy") => {
+                BuiltinKind::AdmissionPolicy
+            }
             _ => BuiltinKind::Other,
         }
     }
@@ -254,9 +261,15 @@ impl Registry {
                 short: &["cj"], categories: ALL, sub: STATUS),
             builtin!(scheduling::v1::PriorityClass, plural: "priorityclasses", singular: "priorityclass",
                 namespaced: false, short: &["pc"], categories: NONE, sub: &[]),
-            builtin!(policy::v1::PodDisruptionBudget, plural: "poddisruptionbudgets",
+            builtin!(k8s_openapi::api::policy::v1::PodDisruptionBudget, plural: "poddisruptionbudgets",
                 singular: "poddisruptionbudget", namespaced: true, short: &["pdb"], categories: NONE,
                 sub: STATUS),
+            // wkube's own kinds.
+            builtin!(wkube_policy::ClusterAdmissionPolicy, plural: "clusteradmissionpolicies",
+                singular: "clusteradmissionpolicy", namespaced: false, short: &["cap"],
+                categories: NONE, sub: STATUS),
+            builtin!(wkube_policy::AdmissionPolicy, plural: "admissionpolicies", singular: "admissionpolicy",
+                namespaced: true, short: &["ap"], categories: NONE, sub: STATUS),
         ];
         Registry { resources }
     }

@@ -3,12 +3,14 @@
 //! Kubernetes applies. HTTP handlers parse requests and call in here; in-process controllers
 //! may call in here too.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rand::Rng as _;
 use serde_json::{json, Value};
 use tracing::debug;
 
+use super::admission::{AdmissionAttributes, AdmissionHook, AdmissionOperation};
+use super::auth::UserInfo;
 use super::object;
 use super::openapi::OpenApi;
 use super::registry::{Registry, ResourceInfo, Subresource};
@@ -46,6 +48,8 @@ impl FieldValidation {
 pub struct WriteOptions {
     pub dry_run: bool,
     pub field_validation: FieldValidation,
+    /// Who writes (for admission policies); None for the server's own writes.
+    pub user: Option<UserInfo>,
 }
 
 /// The result of a write: the object as stored, and warnings for the client.
@@ -96,6 +100,8 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub dry_run: bool,
+    /// Who deletes (for admission policies); None for the server's own deletes.
+    pub user: Option<UserInfo>,
 }
 
 impl DeleteOptions {
@@ -158,6 +164,8 @@ pub struct Rest {
     objects: Objects,
     registry: Arc<Registry>,
     openapi: Arc<OpenApi>,
+    /// Admission control, installed once at start-up (shared by every clone).
+    admission: Arc<OnceLock<Arc<dyn AdmissionHook>>>,
 }
 
 impl Rest {
@@ -166,6 +174,35 @@ impl Rest {
             objects,
             registry,
             openapi,
+            admission: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Puts admission control into the write path of this `Rest` and all its clones. Only the
+    /// first call counts; returns whether it was this one.
+    pub fn install_admission(&self, hook: Arc<dyn AdmissionHook>) -> bool {
+        self.admission.set(hook).is_ok()
+    }
+
+    async fn admit_mutating(
+        &self,
+        attrs: &AdmissionAttributes<'_>,
+        obj: &mut Value,
+    ) -> ApiResult<Vec<String>> {
+        match self.admission.get() {
+            Some(hook) => hook.mutate(attrs, obj).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn admit_validating(
+        &self,
+        attrs: &AdmissionAttributes<'_>,
+        obj: Option<&Value>,
+    ) -> ApiResult<Vec<String>> {
+        match self.admission.get() {
+            Some(hook) => hook.validate(attrs, obj).await,
+            None => Ok(Vec::new()),
         }
     }
 
@@ -197,16 +234,31 @@ impl Rest {
         body: Value,
         opts: &WriteOptions,
     ) -> ApiResult<Written> {
-        let (mut obj, warnings) = self.admit_body(r, body, url_namespace, opts)?;
-        self.prepare_create(r, &mut obj)?;
+        let (mut obj, mut warnings) = self.admit_body(r, body, url_namespace, opts)?;
         if let Some(ns) = object::namespace(&obj).filter(|_| r.namespaced) {
             self.check_namespace_open(ns).await?;
         }
+        // Mutating admission sees the object as sent, before the server fills in what it
+        // owns (as upstream: a generateName is not resolved yet, status is not computed).
+        let mut attrs = AdmissionAttributes {
+            resource: r,
+            subresource: None,
+            operation: AdmissionOperation::Create,
+            namespace: object::namespace(&obj).map(str::to_string),
+            name: object::name(&obj).unwrap_or_default().to_string(),
+            old_object: None,
+            user: opts.user.as_ref(),
+            dry_run: opts.dry_run,
+        };
+        warnings.extend(self.admit_mutating(&attrs, &mut obj).await?);
+        self.prepare_create(r, &mut obj)?;
         let name = object::name(&obj).unwrap_or_default().to_string();
+        attrs.name = name.clone();
         let errors = validation::validate_create(r, &obj);
         if !errors.is_empty() {
             return Err(invalid(r, &name, &errors));
         }
+        warnings.extend(self.admit_validating(&attrs, Some(&obj)).await?);
         let object = if opts.dry_run {
             obj
         } else {
@@ -244,10 +296,17 @@ impl Rest {
                     return Err(ApiError::stale(r, name));
                 }
             }
-            match self.commit_update(r, &old, new.clone(), sub, opts).await {
+            let mut admitted = warnings.clone();
+            match self
+                .commit_update(r, &old, new.clone(), sub, opts, &mut admitted)
+                .await
+            {
                 Err(e) if is_conflict(&e) && pinned.is_none() => continue,
                 other => {
-                    return other.map(|object| Written { object, warnings });
+                    return other.map(|object| Written {
+                        object,
+                        warnings: admitted,
+                    });
                 }
             }
         }
@@ -279,8 +338,11 @@ impl Rest {
                     "metadata.name: the name of an object cannot be changed by a patch",
                 ));
             }
-            let (new, warnings) = self.admit_body(r, patched, url_namespace, opts)?;
-            match self.commit_update(r, &old, new, sub, opts).await {
+            let (new, mut warnings) = self.admit_body(r, patched, url_namespace, opts)?;
+            match self
+                .commit_update(r, &old, new, sub, opts, &mut warnings)
+                .await
+            {
                 Err(e) if is_conflict(&e) => continue,
                 other => return other.map(|object| Written { object, warnings }),
             }
@@ -379,7 +441,6 @@ impl Rest {
     }
 
     /// DELETE an object: graceful for bound pods, deferred while finalizers remain.
-    #[tracing::instrument(skip_all, fields(resource = r.plural, ns = url_namespace, name))]
     pub async fn delete(
         &self,
         r: &ResourceInfo,
@@ -387,12 +448,37 @@ impl Rest {
         name: &str,
         opts: &DeleteOptions,
     ) -> ApiResult<Value> {
+        self.delete_admitted(r, url_namespace, name, opts)
+            .await
+            .map(|w| w.object)
+    }
+
+    /// DELETE, with the warnings of admission for the client.
+    #[tracing::instrument(skip_all, fields(resource = r.plural, ns = url_namespace, name))]
+    pub async fn delete_admitted(
+        &self,
+        r: &ResourceInfo,
+        url_namespace: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Written> {
         for _ in 0..MAX_CONFLICT_RETRIES {
             let old = self.objects.must_get(r, url_namespace, name).await?;
             check_preconditions(r, name, &old, opts)?;
+            let attrs = AdmissionAttributes {
+                resource: r,
+                subresource: None,
+                operation: AdmissionOperation::Delete,
+                namespace: object::namespace(&old).map(str::to_string),
+                name: name.to_string(),
+                old_object: Some(&old),
+                user: opts.user.as_ref(),
+                dry_run: opts.dry_run,
+            };
+            let warnings = self.admit_validating(&attrs, None).await?;
             match self.delete_once(r, url_namespace, name, &old, opts).await {
                 Err(e) if is_conflict(&e) => continue,
-                other => return other,
+                other => return other.map(|object| Written { object, warnings }),
             }
         }
         Err(ApiError::stale(r, name))
@@ -587,7 +673,8 @@ impl Rest {
     }
 
     /// Applies an update computed from `old`: subresource split, system metadata kept,
-    /// generation bumped on spec changes, deletion once the last finalizer goes.
+    /// generation bumped on spec changes, admission, deletion once the last finalizer goes.
+    /// Admission warnings are added to `warnings`.
     async fn commit_update(
         &self,
         r: &ResourceInfo,
@@ -595,6 +682,7 @@ impl Rest {
         incoming: Value,
         sub: Option<Subresource>,
         opts: &WriteOptions,
+        warnings: &mut Vec<String>,
     ) -> ApiResult<Value> {
         let old_rv = revision_of(old)?;
         let name = object::name(old).unwrap_or_default().to_string();
@@ -624,6 +712,19 @@ impl Rest {
                 merged
             }
         };
+        // Mutating admission first (as upstream, before the server restores what it owns), so
+        // that what a policy changes counts for the generation and gets defaults too.
+        let attrs = AdmissionAttributes {
+            resource: r,
+            subresource: sub,
+            operation: AdmissionOperation::Update,
+            namespace: object::namespace(old).map(str::to_string),
+            name: name.clone(),
+            old_object: Some(old),
+            user: opts.user.as_ref(),
+            dry_run: opts.dry_run,
+        };
+        warnings.extend(self.admit_mutating(&attrs, &mut new).await?);
         keep_system_metadata(old, &mut new);
         if old.get("spec") != new.get("spec") {
             let generation = object::meta(old)
@@ -637,6 +738,7 @@ impl Rest {
         if !errors.is_empty() {
             return Err(invalid(r, &name, &errors));
         }
+        warnings.extend(self.admit_validating(&attrs, Some(&new)).await?);
         if object::is_deleting(&new)
             && object::finalizers(&new).is_empty()
             && namespace_released(r, &new)

@@ -62,6 +62,7 @@ pub fn cells(resource: &ResourceInfo, object: &Value, now: DateTime<Utc>) -> Vec
         Printer::CronJob => cron_job_cells(object, now),
         Printer::PriorityClass => priority_class_cells(object, now),
         Printer::PodDisruptionBudget => pdb_cells(object, now),
+        Printer::AdmissionPolicy => admission_policy_cells(object, now),
         Printer::Other => default_cells(object, now),
     };
     debug_assert_eq!(cells.len(), p.columns().len(), "cells misaligned for {p:?}");
@@ -176,6 +177,7 @@ impl Printer {
             Printer::CronJob => CRON_JOB_COLUMNS,
             Printer::PriorityClass => PRIORITY_CLASS_COLUMNS,
             Printer::PodDisruptionBudget => PDB_COLUMNS,
+            Printer::AdmissionPolicy => ADMISSION_POLICY_COLUMNS,
             Printer::Other => DEFAULT_COLUMNS,
         }
     }
@@ -442,6 +444,24 @@ const PDB_COLUMNS: &[Column] = &[
     col("Max Unavailable", "string", "The maximum number of pods that may be unavailable simultaneously. This can be either an integer or a string specifying a percentage, e.g. \"28%\"."),
     col("Allowed Disruptions", "integer", "Number of pod disruptions that are currently allowed."),
     AGE,
+];
+
+/// wkube.dev admission policies (no upstream printer: these are wkube's own columns).
+const ADMISSION_POLICY_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Mode",
+        "string",
+        "protect enforces the policy; monitor only warns.",
+    ),
+    col(
+        "Status",
+        "string",
+        "Active, or Error when the module or its settings were refused.",
+    ),
+    AGE,
+    wide("Mutating", "boolean", "Whether the policy mutates objects."),
+    wide("Message", "string", "Why the policy is in Error."),
 ];
 
 /// Kinds without a printer get the table a CustomResourceDefinition without
@@ -1475,6 +1495,24 @@ fn pdb_cells(pdb: &Value, now: DateTime<Utc>) -> Vec<Value> {
         bound("maxUnavailable"),
         Value::from(int_at(pdb, &["status", "disruptionsAllowed"])),
         age(pdb, now),
+    ]
+}
+
+fn admission_policy_cells(p: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let or = |v: &str, d: &str| {
+        if v.is_empty() {
+            d.to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    vec![
+        name(p),
+        s(or(str_at(p, &["spec", "mode"]), "protect")),
+        s(or(str_at(p, &["status", "phase"]), "Pending")),
+        age(p, now),
+        Value::Bool(bool_at(p, &["spec", "mutating"])),
+        s(str_at(p, &["status", "message"])),
     ]
 }
 

@@ -4,6 +4,7 @@ mod agent;
 mod controller_manager;
 mod image;
 mod kubeconfig;
+mod policy;
 mod snapshot;
 mod up;
 
@@ -43,6 +44,9 @@ enum Command {
     /// Save or restore a snapshot of the store (like `etcdctl snapshot`).
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// Run admission policies offline (`wkube policy test`, `wkube policy bench`).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 /// `~/.wkube`, the default data dir.
@@ -76,6 +80,7 @@ pub fn main() -> ExitCode {
             Command::ControllerManager(args) => controller_manager::run(args).await,
             Command::Image(cmd) => image::run(cmd).await,
             Command::Snapshot(cmd) => snapshot::run(cmd).await,
+            Command::Policy(cmd) => policy::run(cmd).await,
         }
     });
     match result {

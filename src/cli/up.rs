@@ -91,6 +91,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     tokio::spawn(crate::controllers::namespace::run(rest.clone()));
 
+    // Admission policies (wasm): in the write path from here on; modules named by OCI
+    // reference are pulled into their own store.
+    let policy_images = crate::image::ImageStore::open(crate::image::ImageStoreConfig {
+        root: data_dir.join("policy-images"),
+        insecure_registries: Vec::new(),
+    })
+    .context("opening the policy module store")?;
+    crate::plugin_host::start_admission(&rest, Some(policy_images))
+        .context("starting admission policies")?;
+
     let mut authenticator = Authenticator::new();
     authenticator.add_token(
         pki.admin_token.clone(),

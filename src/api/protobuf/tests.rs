@@ -784,6 +784,10 @@ fn table_covers_every_served_schema_property() {
         if special_of_definition(def).is_some() {
             continue;
         }
+        // wkube's own kinds are JSON only: kubectl sends protobuf just for the kinds it knows.
+        if def.starts_with("dev.wkube.") {
+            continue;
+        }
         let Some(proto) = proto_name_of_definition(def) else {
             problems.push(format!("{def}: not a Kubernetes definition"));
             continue;

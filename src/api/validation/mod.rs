@@ -338,8 +338,23 @@ fn validate_kind(kind: Kind, obj: &Value, old: Option<&Value>) -> Vec<FieldError
         Kind::Lease => cluster::validate_lease(obj),
         Kind::CoreEvent => cluster::validate_event(obj, false),
         Kind::EventsEvent => cluster::validate_event(obj, true),
+        Kind::AdmissionPolicy => validate_admission_policy(obj),
         Kind::Other => Vec::new(),
     }
+}
+
+/// The spec rules of wkube.dev admission policies live with the policies themselves.
+fn validate_admission_policy(obj: &Value) -> Vec<FieldError> {
+    let namespaced = obj.get("kind").and_then(Value::as_str) == Some("AdmissionPolicy");
+    crate::plugin_host::resource::validate_object(obj, namespaced)
+        .into_iter()
+        .map(|(field, detail)| FieldError {
+            reason: FieldErrorReason::Invalid,
+            field,
+            detail,
+            bad_value: None,
+        })
+        .collect()
 }
 
 /// Kind-specific immutability rules.

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds the example admission policies to wasm, into $WKUBE_PLUGINS_OUT (default:
+# <target dir>/wasm-plugins):
+#   require-labels.wasm      component (Rust, wit-bindgen, wasm32-wasip2)
+#   default-resources.wasm   mutating component (Rust, wit-bindgen, wasm32-wasip2)
+#   allowed-registries.wasm  WASI preview 1 command (C, clang + wasi-libc)
+# Safe to run concurrently (a lock serialises builders) and cheap when nothing changed.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+target="${CARGO_TARGET_DIR:-$HOME/.cache/wkube-target}"
+out="${WKUBE_PLUGINS_OUT:-$target/wasm-plugins}"
+mkdir -p "$out"
+exec 9>"$out/.lock"
+flock 9
+
+# Readers may be using the outputs right now: replace them atomically, and only when changed.
+publish() {
+  if ! cmp -s "$1" "$2"; then
+    cp "$1" "$2.tmp.$$" && mv -f "$2.tmp.$$" "$2"
+  fi
+}
+
+cargo build --quiet --release --target wasm32-wasip2 \
+  --manifest-path "$here/rust/Cargo.toml" --target-dir "$target/wasm-guests"
+for p in require-labels default-resources; do
+  publish "$target/wasm-guests/wasm32-wasip2/release/${p//-/_}.wasm" "$out/$p.wasm"
+done
+
+src="$here/c/allowed-registries/policy.c"
+if [ "$src" -nt "$out/allowed-registries.wasm" ]; then
+  clang --target=wasm32-wasi -O2 -Wall -o "$out/allowed-registries.wasm.tmp.$$" "$src"
+  mv -f "$out/allowed-registries.wasm.tmp.$$" "$out/allowed-registries.wasm"
+fi
+echo "$out"

@@ -1,0 +1,116 @@
+//! Per-call limits: memory through the store's [`ResourceLimiter`], time through the epoch
+//! deadline, and the mapping of a failed call to a [`PolicyError`].
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+
+use super::PolicyError;
+
+/// The limits one call runs under (from the policy's `timeoutSeconds` and memory limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    pub timeout: Duration,
+    pub memory_bytes: u64,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        CallLimits {
+            timeout: Duration::from_secs(10),
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Caps the total linear memory of one store and remembers being hit, so that the allocator
+/// failure (usually a trap in the guest) is reported as what it is.
+pub(crate) struct MemoryLimiter {
+    limit: usize,
+    used: usize,
+    last_grant: usize,
+    pub(crate) hit: bool,
+}
+
+impl MemoryLimiter {
+    pub(crate) fn new(limit: u64) -> Self {
+        MemoryLimiter {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            used: 0,
+            last_grant: 0,
+            hit: false,
+        }
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let grant = desired.saturating_sub(current);
+        let total = self.used.saturating_add(grant);
+        if total > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.used = total;
+        self.last_grant = grant;
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Approved here but refused by the pool: not ours to count.
+        self.used = self.used.saturating_sub(self.last_grant);
+        self.last_grant = 0;
+        Ok(())
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+}
+
+/// Raised from the epoch callback when a call has used up its time.
+#[derive(Debug, thiserror::Error)]
+#[error("deadline exceeded")]
+struct DeadlineExceeded;
+
+/// Makes the guest yield to the executor every epoch tick (so a spinning policy never holds a
+/// server thread for longer than a tick) and stop once `timeout` has passed.
+pub(crate) fn arm_deadline<T>(store: &mut Store<T>, timeout: Duration) {
+    let started = Instant::now();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if started.elapsed() >= timeout {
+            Err(wasmtime::Error::new(DeadlineExceeded))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+}
+
+/// Names the reason a call failed.
+pub(crate) fn classify(
+    err: &wasmtime::Error,
+    memory_hit: bool,
+    limits: &CallLimits,
+) -> PolicyError {
+    if err.downcast_ref::<DeadlineExceeded>().is_some() {
+        return PolicyError::Timeout(limits.timeout);
+    }
+    if memory_hit {
+        return PolicyError::MemoryLimit(limits.memory_bytes);
+    }
+    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+        return PolicyError::Trap(trap.to_string());
+    }
+    PolicyError::Trap(format!("{err:#}"))
+}

@@ -1,0 +1,299 @@
+//! The example admission policies of plugins/, run offline through the plugin host: each
+//! refuses what it should, admits what it should, and checks its settings.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use wkube::plugin_host::{
+    AdmissionRequest, Call, CallLimits, GroupVersionKind, GroupVersionResource, Operation,
+    PluginHost, PluginHostConfig, PolicyModule, PolicyResponse, RequestUser,
+};
+
+/// Builds plugins/ (incremental) and returns the directory of the built modules.
+fn wasm_plugins() -> PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/plugins/build.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .output()
+        .expect("run plugins/build.sh");
+    assert!(
+        out.status.success(),
+        "plugins/build.sh failed (it needs `rustup target add wasm32-wasip2` and clang + wasi-libc; the README's test command installs them):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+async fn load(name: &str) -> Arc<PolicyModule> {
+    let host = PluginHost::new(&PluginHostConfig {
+        max_concurrent_calls: 4,
+        max_memory_bytes: 64 << 20,
+    })
+    .expect("host");
+    let bytes = std::fs::read(wasm_plugins().join(name)).expect("built plugin");
+    // The host may go: a module keeps what it needs of the engine alive.
+    host.load(bytes).await.expect("load")
+}
+
+fn request(operation: Operation, object: Value) -> AdmissionRequest {
+    let kind = object["kind"].as_str().unwrap_or("Pod").to_string();
+    AdmissionRequest {
+        uid: "test".into(),
+        kind: GroupVersionKind {
+            group: String::new(),
+            version: "v1".into(),
+            kind,
+        },
+        resource: GroupVersionResource {
+            group: String::new(),
+            version: "v1".into(),
+            resource: "pods".into(),
+        },
+        sub_resource: None,
+        namespace: Some("default".into()),
+        name: object["metadata"]["name"].as_str().map(str::to_string),
+        operation,
+        user_info: RequestUser {
+            username: "admin".into(),
+            groups: vec!["system:masters".into()],
+        },
+        old_object: None,
+        object: Some(object),
+        dry_run: false,
+        options: None,
+    }
+}
+
+fn pod(labels: Value, image: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "labels": labels},
+        "spec": {"containers": [{"name": "c", "image": image}]},
+    })
+}
+
+async fn run(m: &PolicyModule, call: Call, settings: Value, r: AdmissionRequest) -> PolicyResponse {
+    m.call(call, &settings, &r, &CallLimits::default())
+        .await
+        .expect("policy answers")
+}
+
+#[tokio::test]
+async fn require_labels() {
+    let m = load("require-labels.wasm").await;
+    let limits = CallLimits::default();
+    let settings = json!({"labels": ["team", "app"]});
+    assert_eq!(m.validate_settings(&settings, &limits).await, Ok(Ok(())));
+    let bad = m.validate_settings(&json!({"labels": []}), &limits).await;
+    assert!(
+        matches!(bad, Ok(Err(ref msg)) if msg.contains("at least one")),
+        "{bad:?}"
+    );
+
+    let r = run(
+        &m,
+        Call::Validate,
+        settings.clone(),
+        request(Operation::Create, pod(json!({"team": "a"}), "x")),
+    )
+    .await;
+    assert!(!r.allowed);
+    assert_eq!(r.message.as_deref(), Some("missing required label(s): app"));
+    let ok = pod(json!({"team": "a", "app": "web"}), "x");
+    assert!(
+        run(
+            &m,
+            Call::Validate,
+            settings.clone(),
+            request(Operation::Create, ok)
+        )
+        .await
+        .allowed
+    );
+    let mut delete = request(Operation::Delete, json!({}));
+    delete.object = None;
+    assert!(run(&m, Call::Validate, settings, delete).await.allowed);
+}
+
+#[tokio::test]
+async fn default_resources() {
+    let m = load("default-resources.wasm").await;
+    let settings =
+        json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}});
+    assert_eq!(
+        m.validate_settings(&settings, &CallLimits::default()).await,
+        Ok(Ok(()))
+    );
+    let mut object = pod(json!({}), "x");
+    object["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(json!({"name": "own", "image": "y", "resources": {"limits": {"cpu": "2"}}}));
+    let update = run(
+        &m,
+        Call::Mutate,
+        settings.clone(),
+        request(Operation::Update, object.clone()),
+    )
+    .await;
+    assert!(
+        update.allowed && update.patch.is_none(),
+        "a pod's resources are immutable: {update:?}"
+    );
+    let r = run(
+        &m,
+        Call::Mutate,
+        settings,
+        request(Operation::Create, object.clone()),
+    )
+    .await;
+    assert!(r.allowed);
+    let patch = r.patch.expect("a patch");
+    json_patch::patch(&mut object, &patch).expect("the patch applies");
+    let c = &object["spec"]["containers"];
+    assert_eq!(
+        c[0]["resources"],
+        json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}})
+    );
+    // A container's own values win; requests never exceed its own limits.
+    assert_eq!(
+        c[1]["resources"],
+        json!({"requests": {"cpu": "2", "memory": "64Mi"}, "limits": {"cpu": "2", "memory": "128Mi"}})
+    );
+}
+
+#[tokio::test]
+async fn allowed_registries() {
+    let m = load("allowed-registries.wasm").await;
+    let limits = CallLimits::default();
+    let settings = json!({"registries": ["wkube.local", "registry.example.com:5000"]});
+    assert_eq!(m.validate_settings(&settings, &limits).await, Ok(Ok(())));
+    let bad = m
+        .validate_settings(&json!({"registries": "x"}), &limits)
+        .await;
+    assert!(matches!(bad, Ok(Err(_))), "{bad:?}");
+
+    let denied = run(
+        &m,
+        Call::Validate,
+        settings.clone(),
+        request(Operation::Create, pod(json!({}), "nginx:1.25")),
+    )
+    .await;
+    assert!(!denied.allowed);
+    assert_eq!(
+        denied.message.as_deref(),
+        Some("image nginx:1.25 comes from registry docker.io, which is not one of the allowed registries (wkube.local, registry.example.com:5000)")
+    );
+    for image in [
+        "wkube.local/hello:v1",
+        "registry.example.com:5000/team/app@sha256:00",
+    ] {
+        let r = run(
+            &m,
+            Call::Validate,
+            settings.clone(),
+            request(Operation::Create, pod(json!({}), image)),
+        )
+        .await;
+        assert!(r.allowed, "{image}: {r:?}");
+    }
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"template": {"spec": {"initContainers": [{"name": "i", "image": "wkube.local/a"}],
+                                       "containers": [{"name": "c", "image": "quay.io/x/y"}]}}},
+    });
+    let r = run(
+        &m,
+        Call::Validate,
+        settings,
+        request(Operation::Create, deployment),
+    )
+    .await;
+    assert!(!r.allowed);
+    assert!(r.message.unwrap_or_default().contains("quay.io/x/y"));
+}
+
+#[test]
+fn wkube_policy_test_runs_a_policy_offline() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let object = dir.path().join("pod.yaml");
+    std::fs::write(
+        &object,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: c, image: nginx}]\n",
+    )
+    .expect("write");
+    let settings = dir.path().join("settings.json");
+    std::fs::write(&settings, r#"{"registries": ["wkube.local"]}"#).expect("write");
+    let module = wasm_plugins().join("allowed-registries.wasm");
+    let out = Command::new(env!("CARGO_BIN_EXE_wkube"))
+        .args(["policy", "test", "--module"])
+        .arg(&module)
+        .arg("--settings")
+        .arg(&settings)
+        .arg("--object")
+        .arg(&object)
+        .output()
+        .expect("run wkube");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON answer");
+    assert_eq!(answer["allowed"], false);
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("docker.io"),
+        "{answer}"
+    );
+
+    std::fs::write(&settings, r#"{"registries": 3}"#).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_wkube"))
+        .args(["policy", "test", "--module"])
+        .arg(&module)
+        .arg("--settings")
+        .arg(&settings)
+        .arg("--object")
+        .arg(&object)
+        .output()
+        .expect("run wkube");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refuses its settings"));
+}
+
+#[test]
+fn wkube_policy_bench_prints_latencies() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let object = dir.path().join("pod.json");
+    std::fs::write(
+        &object,
+        pod(json!({"team": "a"}), "wkube.local/x").to_string(),
+    )
+    .expect("write");
+    let settings = dir.path().join("settings.json");
+    std::fs::write(&settings, r#"{"labels": ["team"]}"#).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_wkube"))
+        .args(["policy", "bench", "--iterations", "20", "--module"])
+        .arg(wasm_plugins().join("require-labels.wasm"))
+        .arg("--settings")
+        .arg(&settings)
+        .arg("--object")
+        .arg(&object)
+        .output()
+        .expect("run wkube");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("20 calls to validate") && stdout.contains("p99"),
+        "{stdout}"
+    );
+}
