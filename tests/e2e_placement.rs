@@ -173,3 +173,115 @@ fn spread_constraints_and_anti_affinity_on_hollow_nodes() {
         "{pending}"
     );
 }
+
+const PRIORITIES: &str = r#"
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: low}
+value: 10
+---
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata: {name: high}
+value: 1000
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: batch}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: batch}}
+  template:
+    metadata: {labels: {app: batch}}
+    spec:
+      priorityClassName: low
+      nodeSelector: {pool: tiny}
+      containers:
+        - name: main
+          image: registry.invalid/never-pulled:v1
+          resources: {requests: {cpu: 800m}}
+"#;
+
+const URGENT: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: urgent}
+spec:
+  priorityClassName: high
+  nodeSelector: {pool: tiny}
+  containers:
+    - name: main
+      image: registry.invalid/never-pulled:v1
+      resources: {requests: {cpu: 800m}}
+"#;
+
+#[test]
+fn a_high_priority_pod_preempts_a_low_priority_one() {
+    let c = Cluster::start_with(&["--no-agent"]);
+    let _tiny = c.join_agent(
+        "tiny",
+        &["--hollow", "1", "--cpus", "1", "--node-label", "pool=tiny"],
+    );
+    eventually(WAIT, || (zones(&c).len() == 1).then_some(()));
+    c.ok_stdin(&["apply", "-f", "-"], PRIORITIES);
+    let victim = eventually(WAIT, || {
+        let list = json(&c, &["get", "pods", "-l", "app=batch"]);
+        let p = list["items"].as_array()?.first()?.clone();
+        (p["status"]["phase"] == "Running").then_some(p)
+    });
+    assert_eq!(
+        victim["spec"]["priority"], 10,
+        "priority admission: {victim}"
+    );
+    let victim_uid = victim["metadata"]["uid"].as_str().unwrap_or("").to_string();
+
+    c.ok_stdin(&["apply", "-f", "-"], URGENT);
+    let urgent = eventually(WAIT, || {
+        let p = json(&c, &["get", "pod", "urgent"]);
+        (p["status"]["phase"] == "Running").then_some(p)
+    });
+    assert_eq!(urgent["spec"]["priority"], 1000);
+    assert_eq!(urgent["spec"]["nodeName"], "tiny-0");
+    assert_eq!(urgent["status"]["nominatedNodeName"], "tiny-0", "{urgent}");
+
+    // The victim was deleted (gracefully: the hollow node removed it) with upstream's event,
+    // and its ReplicaSet's replacement waits, Pending, behind the higher-priority pod.
+    let events = c.ok(&["get", "events", "--field-selector", "reason=Preempted"]);
+    assert!(
+        events.contains(&format!(
+            "Preempted by pod {}",
+            urgent["metadata"]["uid"].as_str().unwrap_or("")
+        )),
+        "{events}"
+    );
+    let replacement = eventually(WAIT, || {
+        let list = json(&c, &["get", "pods", "-l", "app=batch"]);
+        let p = list["items"].as_array()?.first()?.clone();
+        (p["metadata"]["uid"] != victim_uid.as_str()).then_some(p)
+    });
+    assert_eq!(replacement["status"]["phase"], "Pending", "{replacement}");
+    let message = eventually(WAIT, || {
+        let list = json(&c, &["get", "pods", "-l", "app=batch"]);
+        list["items"].as_array()?.first()?["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "PodScheduled")?["message"]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(message.contains("Insufficient cpu"), "{message}");
+
+    // A class that does not exist is refused at admission.
+    let out = c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &URGENT
+            .replace("name: urgent", "name: lost")
+            .replace("high", "missing"),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no PriorityClass with name missing was found"),
+        "{err}"
+    );
+}

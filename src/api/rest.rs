@@ -15,9 +15,10 @@ use super::object;
 use super::openapi::OpenApi;
 use super::registry::{Registry, ResourceInfo, Subresource};
 use super::status::{ApiError, ApiResult, Cause};
-use super::storage::Objects;
+use super::storage::{list_prefix, ListQuery, Objects};
 use super::strategic_merge;
 use super::validation::{self, FieldError};
+use crate::store::Read;
 
 /// How many times a write that did not pin a resourceVersion is retried on a conflict.
 const MAX_CONFLICT_RETRIES: usize = 8;
@@ -251,6 +252,9 @@ impl Rest {
             dry_run: opts.dry_run,
         };
         warnings.extend(self.admit_mutating(&attrs, &mut obj).await?);
+        if r.group.is_empty() && r.kind == "Pod" {
+            self.resolve_priority(&mut obj).await?;
+        }
         self.prepare_create(r, &mut obj)?;
         let name = object::name(&obj).unwrap_or_default().to_string();
         attrs.name = name.clone();
@@ -619,6 +623,93 @@ impl Rest {
             }
         }
         Ok((typed, warnings))
+    }
+
+    /// Upstream's Priority admission: the pod's `priorityClassName` (or the class marked
+    /// `globalDefault`) becomes its `spec.priority` and default `preemptionPolicy`.
+    async fn resolve_priority(&self, pod: &mut Value) -> ApiResult<()> {
+        let name = object::name(pod).unwrap_or_default().to_string();
+        let named = pod
+            .pointer("/spec/priorityClassName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
+        let class = match &named {
+            Some(class) => Some(self.priority_class(class).await?.ok_or_else(|| {
+                ApiError::forbidden(format!(
+                    "pods \"{name}\" is forbidden: no PriorityClass with name {class} was found"
+                ))
+            })?),
+            None => self.global_default_priority_class().await?,
+        };
+        let Some(class) = class else {
+            return Ok(());
+        };
+        let value = class.get("value").and_then(Value::as_i64).unwrap_or(0);
+        let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+            return Ok(());
+        };
+        if let Some(given) = spec.get("priority").and_then(Value::as_i64) {
+            if given != value {
+                return Err(ApiError::forbidden(format!(
+                    "pods \"{name}\" is forbidden: the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name"
+                )));
+            }
+        }
+        spec.insert("priority".into(), json!(value));
+        if named.is_none() {
+            spec.insert(
+                "priorityClassName".into(),
+                class["metadata"]["name"].clone(),
+            );
+        }
+        if !spec.contains_key("preemptionPolicy") {
+            let policy = class
+                .get("preemptionPolicy")
+                .cloned()
+                .unwrap_or_else(|| json!("PreemptLowerPriority"));
+            spec.insert("preemptionPolicy".into(), policy);
+        }
+        Ok(())
+    }
+
+    /// A PriorityClass by name; the two system classes exist even when nobody created them.
+    async fn priority_class(&self, class: &str) -> ApiResult<Option<Value>> {
+        let system = |value: i64| json!({"metadata": {"name": class}, "value": value, "preemptionPolicy": "PreemptLowerPriority"});
+        let Some(r) = self
+            .registry
+            .find("scheduling.k8s.io", "v1", "priorityclasses")
+        else {
+            return Ok(None);
+        };
+        let stored = self.objects.get(r, None, class, Read::Local).await?;
+        Ok(stored.or_else(|| match class {
+            "system-node-critical" => Some(system(2_000_001_000)),
+            "system-cluster-critical" => Some(system(2_000_000_000)),
+            _ => None,
+        }))
+    }
+
+    async fn global_default_priority_class(&self) -> ApiResult<Option<Value>> {
+        let Some(r) = self
+            .registry
+            .find("scheduling.k8s.io", "v1", "priorityclasses")
+        else {
+            return Ok(None);
+        };
+        let is_default = |c: &Value| c.get("globalDefault").and_then(Value::as_bool) == Some(true);
+        let page = self
+            .objects
+            .list(ListQuery {
+                prefix: list_prefix(r, None),
+                read: Read::Local,
+                limit: None,
+                continue_token: None,
+                filter: &is_default,
+                filtered: true,
+            })
+            .await?;
+        Ok(page.items.into_iter().next())
     }
 
     /// Fills in the fields the server owns on create.

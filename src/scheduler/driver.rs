@@ -11,6 +11,8 @@ use std::pin::pin;
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt as _;
 use kube::{Api, Client};
@@ -23,7 +25,8 @@ use tracing::{debug, field, info, info_span, warn, Instrument as _, Span};
 use super::binder::{self, BindOutcome};
 use super::cache::Cache;
 use super::events::{self, Condition, PodEvent};
-use super::framework::{Framework, PodInfo};
+use super::framework::{Framework, NodeInfo, PodInfo, ScheduleError};
+use super::preemption::{self, Budgets, Candidate};
 use super::queue::SchedulingQueue;
 use super::{SchedulerConfig, SchedulerError, API_GIVE_UP, DEFAULT_SCHEDULER_NAME};
 
@@ -81,6 +84,12 @@ pub(super) struct Driver {
     pod_relist: Option<(Instant, HashSet<String>)>,
     nodes_synced: bool,
     pods_synced: bool,
+    /// PodDisruptionBudgets by `namespace/name`, for choosing preemption victims.
+    budgets: HashMap<String, PodDisruptionBudget>,
+    /// Pods that preempted others, by key: the node their victims are leaving, and the pod.
+    /// Pods of lower or equal priority are filtered as if these were already there, so they
+    /// cannot take the room preemption freed (upstream's nominated pods).
+    nominated: HashMap<String, (String, PodInfo)>,
 }
 
 impl Driver {
@@ -99,6 +108,8 @@ impl Driver {
             pod_relist: None,
             nodes_synced: false,
             pods_synced: false,
+            budgets: HashMap::new(),
+            nominated: HashMap::new(),
         }
     }
 
@@ -116,8 +127,15 @@ impl Driver {
             watcher::Config::default(),
         )
         .default_backoff();
+        // Budgets only steer preemption; a failing watch is retried quietly.
+        let budgets = watcher(
+            Api::<PodDisruptionBudget>::all(self.client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff();
         let mut nodes = pin!(nodes);
         let mut pods = pin!(pods);
+        let mut budgets = pin!(budgets);
         let mut shutdown = pin!(shutdown);
         let mut node_health = Health::default();
         let mut pod_health = Health::default();
@@ -149,6 +167,10 @@ impl Driver {
                     }
                     Some(Err(e)) => pod_health.failed("pods", &e)?,
                     None => return Err(SchedulerError::WatchEnded("pods")),
+                },
+                Some(event) = budgets.next() => match event {
+                    Ok(e) => self.on_budget_event(e),
+                    Err(e) => debug!(error = %e, "budget watch failed; retrying"),
                 },
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
                     Ok(done) => self.on_task_done(done),
@@ -198,6 +220,26 @@ impl Driver {
         }
     }
 
+    fn on_budget_event(&mut self, event: Event<PodDisruptionBudget>) {
+        let key = |b: &PodDisruptionBudget| {
+            format!(
+                "{}/{}",
+                b.metadata.namespace.as_deref().unwrap_or(""),
+                b.metadata.name.as_deref().unwrap_or("")
+            )
+        };
+        match event {
+            Event::Apply(b) | Event::InitApply(b) => {
+                self.budgets.insert(key(&b), b);
+            }
+            Event::Delete(b) => {
+                self.budgets.remove(&key(&b));
+            }
+            Event::Init => self.budgets.clear(),
+            Event::InitDone => {}
+        }
+    }
+
     fn on_pod_event(&mut self, event: Event<Pod>) {
         let now = Instant::now();
         match event {
@@ -243,6 +285,7 @@ impl Driver {
         let finished = matches!(phase, Some("Succeeded" | "Failed"));
         if deleted || finished {
             // Upstream's informer drops finished pods too: they hold no resources.
+            self.nominated.remove(&key);
             self.queue.remove(&key);
             self.conditions.remove(&key);
             if self.cache.remove_pod(&key) {
@@ -297,12 +340,18 @@ impl Driver {
             duration_ms = field::Empty,
         );
         let started = Instant::now();
+        let reserved = self.with_nominated_pods(&pod);
         let decision = span.in_scope(|| {
-            self.framework
-                .schedule(&pod, self.cache.nodes(), &mut self.rng)
+            let nodes = self
+                .cache
+                .nodes()
+                .map(|n| reserved.get(&n.name).unwrap_or(n));
+            self.framework.schedule(&pod, nodes, &mut self.rng)
         });
         match decision {
             Ok(decision) => {
+                // Counted on its node from now on; no longer a reservation.
+                self.nominated.remove(&key);
                 self.cache.assume(&pod, &decision.node, started);
                 span.record("node", decision.node.as_str());
                 span.in_scope(|| {
@@ -328,7 +377,10 @@ impl Driver {
                     .instrument(span),
                 );
             }
-            Err(err) => {
+            Err(mut err) => {
+                if let ScheduleError::Fit(fit) = &mut err {
+                    fit.preempting = span.in_scope(|| self.try_preemption(&pod, fit));
+                }
                 let message = err.to_string();
                 self.queue
                     .requeue_unschedulable(&pod, popped.cycle, Instant::now());
@@ -337,6 +389,64 @@ impl Driver {
                 self.report_failure(&pod, "Unschedulable", message, span);
             }
         }
+    }
+
+    /// Copies of the nodes that others of at least this pod's priority are nominated to, with
+    /// those pods added.
+    fn with_nominated_pods(&self, pod: &PodInfo) -> HashMap<String, NodeInfo> {
+        let mut out: HashMap<String, NodeInfo> = HashMap::new();
+        for (key, (node, nominee)) in &self.nominated {
+            if *key == pod.key() || nominee.priority < pod.priority {
+                continue;
+            }
+            let Some(base) = self.cache.node(node) else {
+                continue;
+            };
+            out.entry(node.clone())
+                .or_insert_with(|| base.clone())
+                .add_pod(nominee);
+        }
+        out
+    }
+
+    /// Upstream's DefaultPreemption post-filter. Returns whether the pod now waits for victims
+    /// (already chosen earlier and still terminating, or chosen now).
+    fn try_preemption(&mut self, pod: &PodInfo, fit: &super::framework::FitError) -> bool {
+        let key = pod.key();
+        let nodes: Vec<&NodeInfo> = self.cache.nodes().collect();
+        if let Some((node, _)) = self.nominated.get(&key) {
+            // Victims still leaving the nominated node: wait for them rather than pick more.
+            let leaving = nodes.iter().find(|n| &n.name == node).is_some_and(|n| {
+                n.pods
+                    .iter()
+                    .any(|p| p.terminating && p.priority < pod.priority)
+            });
+            if leaving {
+                return true;
+            }
+        }
+        let budgets = Budgets::new(self.budgets.values().cloned());
+        let Some(candidate) =
+            preemption::find_candidate(&self.framework, pod, &nodes, fit, &budgets)
+        else {
+            self.nominated.remove(&key);
+            return false;
+        };
+        info!(node = %candidate.node, victims = candidate.victims.len(),
+            budget_violations = candidate.budget_violations, "preempting lower-priority pods");
+        self.nominated
+            .insert(key, (candidate.node.clone(), pod.clone()));
+        let client = self.client.clone();
+        let component = self.config.scheduler_name.clone();
+        let pod = pod.clone();
+        self.tasks.spawn(
+            async move {
+                preempt(client, &pod, &candidate, &component).await;
+                TaskDone::Report
+            }
+            .in_current_span(),
+        );
+        true
     }
 
     fn on_task_done(&mut self, done: TaskDone) {
@@ -430,6 +540,54 @@ impl Driver {
             }
             .instrument(span),
         );
+    }
+}
+
+/// Nominates the preemptor to the node and evicts the victims: each is marked with upstream's
+/// `DisruptionTarget` condition, gets a `Preempted` event and is deleted gracefully (uid
+/// precondition, so a recreated pod of the same name is left alone).
+async fn preempt(client: Client, pod: &PodInfo, candidate: &Candidate, component: &str) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace);
+    let nominate = serde_json::json!({ "status": { "nominatedNodeName": candidate.node } });
+    if let Err(e) = pods
+        .patch_status(&pod.name, &PatchParams::default(), &Patch::Merge(nominate))
+        .await
+    {
+        debug!(error = %e, "could not set nominatedNodeName");
+    }
+    for victim in &candidate.victims {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &victim.namespace);
+        let condition = serde_json::json!({ "status": { "conditions": [{
+            "type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+            "message": format!("{component}: preempting to accommodate a higher priority pod"),
+            "lastTransitionTime": crate::api::object::now_rfc3339(),
+        }] } });
+        if let Err(e) = api
+            .patch_status(
+                &victim.name,
+                &PatchParams::default(),
+                &Patch::Strategic(condition),
+            )
+            .await
+        {
+            debug!(victim = %victim.key(), error = %e, "could not mark the victim");
+        }
+        let event = PodEvent::preempted(pod, &candidate.node);
+        if let Err(e) = events::record(client.clone(), victim, &event, component).await {
+            debug!(error = %e, "could not record the Preempted event");
+        }
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(victim.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&victim.name, &params).await {
+            Ok(_) => info!(victim = %victim.key(), node = %candidate.node, "victim preempted"),
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => warn!(victim = %victim.key(), error = %e, "could not delete the victim"),
+        }
     }
 }
 

@@ -112,6 +112,16 @@ impl PodEvent {
         }
     }
 
+    /// On a victim: upstream's wording, naming the preemptor by uid.
+    pub fn preempted(preemptor: &PodInfo, node: &str) -> Self {
+        PodEvent {
+            type_: "Normal",
+            reason: "Preempted",
+            action: "Preempting",
+            message: format!("Preempted by pod {} on node {node}", preemptor.uid),
+        }
+    }
+
     pub fn failed(message: &str) -> Self {
         PodEvent {
             type_: "Warning",

@@ -431,6 +431,9 @@ pub struct FitError {
     /// Node name -> why it was rejected.
     pub reasons: BTreeMap<String, Reason>,
     pub preemption_never: bool,
+    /// Preemption found victims: the pod waits for them instead (the message then has no
+    /// `preemption:` part, as upstream's).
+    pub preempting: bool,
 }
 
 /// `"1 a, 2 b"`: counts per text, sorted as strings (count included, as upstream's
@@ -459,8 +462,10 @@ impl fmt::Display for FitError {
         } else {
             f.write_str(":")?;
         }
-        // This scheduler does not preempt; it reports what upstream's DefaultPreemption
-        // reports when it finds no candidates, which is exact for pods of equal priority.
+        if self.preempting {
+            return Ok(());
+        }
+        // What upstream's DefaultPreemption reports when it finds no candidates.
         if self.preemption_never {
             return f.write_str(" preemption: not eligible due to preemptionPolicy=Never.");
         }
@@ -541,6 +546,17 @@ impl Framework {
         Ok(())
     }
 
+    /// Whether the pod passes every filter, per-node and cluster-wide, on `node`, with `all` as
+    /// the cluster (preemption asks this of a node with some pods taken away).
+    pub fn fits(&self, pod: &PodInfo, node: &NodeInfo, all: &[&NodeInfo]) -> bool {
+        self.run_filters(pod, node).is_ok()
+            && self
+                .cluster_filters
+                .iter()
+                .filter_map(|p| p.pre_filter(pod, all))
+                .all(|check| check.filter(node).is_ok())
+    }
+
     /// Weighted total score per node, in the order given.
     pub fn run_scores(&self, pod: &PodInfo, all: &[&NodeInfo], nodes: &[&NodeInfo]) -> Vec<i64> {
         let mut totals = vec![0i64; nodes.len()];
@@ -613,6 +629,7 @@ impl Framework {
                 num_nodes,
                 reasons,
                 preemption_never: pod.preemption_never,
+                preempting: false,
             }));
         }
         let feasible_nodes = feasible.len();

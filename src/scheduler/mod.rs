@@ -6,10 +6,12 @@
 //! [`plugins`] over the cached nodes, binds the pod ([`binder`]) and reports the outcome as
 //! the `PodScheduled` condition and Events ([`events`]).
 //!
-//! Not done (yet): preemption (the failure message reports what upstream's preemption says
-//! when it finds no victims), inter-pod (anti-)affinity, topology spread, volume and port
-//! plugins, nominated nodes, `percentageOfNodesToScore` (every node is evaluated), multiple
-//! profiles, and wasm plugins (which will implement [`FilterPlugin`]/[`ScorePlugin`]).
+//! Pods that fit nowhere may [`preemption`] lower-priority pods: the victims are deleted
+//! gracefully and the pod, nominated to their node, is retried once they are gone.
+//!
+//! Not done (yet): volume and port plugins, reserving room for nominated pods against other
+//! pending pods, `percentageOfNodesToScore` (every node is evaluated), multiple profiles, and
+//! wasm plugins (which will implement [`FilterPlugin`]/[`ScorePlugin`]).
 
 pub mod binder;
 pub mod cache;
@@ -19,6 +21,7 @@ pub mod events;
 mod fake_api;
 pub mod framework;
 pub mod plugins;
+pub mod preemption;
 pub mod queue;
 pub mod resources;
 #[cfg(test)]

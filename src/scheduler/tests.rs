@@ -42,6 +42,7 @@ fn upstream_message_format() {
             ),
         ]),
         preemption_never: false,
+        preempting: false,
     };
     assert_eq!(
         err.to_string(),
@@ -71,6 +72,7 @@ fn reasons_sort_as_strings_with_their_counts() {
         num_nodes: 12,
         reasons,
         preemption_never: true,
+        preempting: false,
     };
     assert_eq!(
         err.to_string(),
