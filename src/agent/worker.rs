@@ -726,6 +726,7 @@ async fn pull(
                 reference,
                 digest: img.digest,
                 wasm_path: img.wasm_path,
+                container: img.container,
             });
         }
     }
@@ -753,6 +754,7 @@ async fn pull(
                 reference,
                 digest: img.digest,
                 wasm_path: img.wasm_path,
+                container: img.container,
             })
         }
         Err(e) => {

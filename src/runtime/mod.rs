@@ -29,8 +29,10 @@ pub struct ResolvedImage {
     pub reference: String,
     /// `sha256:...` of the image manifest (what `imageID` reports).
     pub digest: String,
-    /// The wasm binary (module or component) on disk.
+    /// The wasm binary (module or component) on disk. Empty for container images.
     pub wasm_path: PathBuf,
+    /// For a Linux container image: its unpacked layers and config. `None` for wasm images.
+    pub container: Option<crate::image::ContainerImage>,
 }
 
 /// Everything needed to start one container of a pod.

@@ -1,0 +1,77 @@
+//! Linux container images end to end: a busybox image built by the test (two layers, one
+//! whiteout), pushed with skopeo to a real registry on 127.0.0.1, pulled into the node's
+//! image store.
+
+mod common;
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use common::oci::push_busybox_image;
+use common::registry::Registry;
+use wkube::image::{ImageStore, ImageStoreConfig, PullEvent, RegistryAuth};
+
+fn store(dir: &std::path::Path) -> ImageStore {
+    ImageStore::open(ImageStoreConfig {
+        root: dir.to_path_buf(),
+        insecure_registries: Vec::new(),
+    })
+    .expect("open store")
+}
+
+#[tokio::test]
+async fn pull_picks_the_node_platform_and_unpacks_layers_once() {
+    assert_eq!(std::env::consts::ARCH, "x86_64", "the test image is amd64");
+    let registry = Registry::start();
+    let reference = format!("{}/busybox:multi", registry.host());
+    let pushed = push_busybox_image(&reference, true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    let events = std::sync::Mutex::new(Vec::new());
+    let progress = |e: PullEvent| events.lock().expect("events").push(e);
+    let image = store
+        .pull(&reference, &RegistryAuth::Anonymous, &progress)
+        .await
+        .expect("pull");
+    assert_eq!(Some(image.digest.clone()), pushed.index_digest);
+    let container = image.container.clone().expect("a container image");
+    assert_eq!(container.config.architecture, "amd64");
+    assert_eq!(container.config.cmd, vec!["sh"]);
+    assert_eq!(container.config.env, vec!["PATH=/bin", "FROM_IMAGE=yes"]);
+    assert_eq!(container.layers.len(), 2);
+    let (base, top) = (&container.layers[0], &container.layers[1]);
+    assert!(base.join("bin/busybox").is_file());
+    assert!(base.join("etc/doomed").is_file());
+    // The whiteout is stored in overlayfs's format: a 0/0 character device.
+    let whiteout = std::fs::symlink_metadata(top.join("etc/doomed")).expect("whiteout");
+    assert!(whiteout.file_type().is_char_device() && whiteout.rdev() == 0);
+    assert!(!top.join("etc/.wh.doomed").exists());
+    let unpacked = |events: &[PullEvent]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, PullEvent::Unpacked { .. }))
+            .count()
+    };
+    assert_eq!(unpacked(&events.lock().expect("events")), 2);
+
+    // The amd64 manifest was the one followed: it is in the store, the arm64 one is not.
+    let blob = |d: &str| dir.path().join("blobs/sha256").join(&d["sha256:".len()..]);
+    assert!(blob(&pushed.manifest_digest).is_file());
+    assert!(!blob(pushed.other_manifest_digest.as_deref().expect("decoy")).exists());
+
+    // Pulling again (or another tag of the same layers) unpacks nothing again.
+    events.lock().expect("events").clear();
+    let again = store
+        .pull(&reference, &RegistryAuth::Anonymous, &progress)
+        .await
+        .expect("pull again");
+    assert_eq!(again, image);
+    assert_eq!(unpacked(&events.lock().expect("events")), 0);
+    assert_eq!(store.get(&reference), Some(image));
+    // Nothing left in tmp/.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
+}
