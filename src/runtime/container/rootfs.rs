@@ -75,15 +75,12 @@ impl Rootfs {
         dir: &Path,
         allow_overlay: bool,
     ) -> Result<Rootfs, RootfsError> {
-        let prepare = |path: &Path| {
-            move |source| RootfsError::Prepare {
-                path: path.to_path_buf(),
-                source,
-            }
-        };
         let merged = dir.join("merged");
         for sub in ["upper", "work", "merged"] {
-            fs::create_dir_all(dir.join(sub)).map_err(prepare(dir))?;
+            fs::create_dir_all(dir.join(sub)).map_err(|source| RootfsError::Prepare {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
         let mut rootfs = Rootfs {
             dir: dir.to_path_buf(),
