@@ -2,8 +2,8 @@
 //!
 //! The agent resolves everything a container needs (image file, argv, environment, volumes,
 //! limits) into a [`ContainerSpec`] and hands it to a [`PodRuntime`]; the runtime reports back
-//! one [`ExitStatus`]. The wasm runtime implements this now; the Linux container runtime will
-//! implement the same trait.
+//! one [`ExitStatus`]. The wasm runtime ([`wasm`]) and the Linux container runtime
+//! ([`container`]) implement it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -109,4 +109,7 @@ pub trait PodRuntime: Send + Sync {
     async fn prepare(&self, image: &ResolvedImage) -> Result<(), RuntimeError>;
     /// Starts a container.
     async fn start(&self, spec: ContainerSpec) -> Result<Box<dyn RunningContainer>, RuntimeError>;
+    /// Every container of the pod has ended and none will start again: release what the
+    /// runtime keeps per pod (the Linux runtime's sandbox namespaces). Nothing by default.
+    async fn release_pod(&self, _pod_uid: &str) {}
 }
