@@ -1,13 +1,15 @@
 //! Linux container images end to end: a busybox image built by the test (two layers, one
 //! whiteout), pushed with skopeo to a real registry on 127.0.0.1, pulled into the node's
-//! image store.
+//! image store, and run as a pod through the real kubectl. Needs root, as the agent does.
 
 mod common;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::time::Duration;
 
 use common::oci::push_busybox_image;
 use common::registry::Registry;
+use common::{eventually, Cluster};
 use wkube::image::{ImageStore, ImageStoreConfig, PullEvent, RegistryAuth};
 
 fn store(dir: &std::path::Path) -> ImageStore {
@@ -73,5 +75,69 @@ async fn pull_picks_the_node_platform_and_unpacks_layers_once() {
             .expect("tmp")
             .count(),
         0
+    );
+}
+
+fn pod_json(c: &Cluster, name: &str) -> serde_json::Value {
+    let out = c.kubectl(&["get", "pod", name, "-o", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// The real kubectl applies a pod whose image is the busybox image in the test's registry:
+/// it runs as a Linux container in `wkube up`'s own agent, its output reaches `kubectl logs`,
+/// its exit code and reason reach the pod status, the whited-out file is gone, and deleting
+/// the pod leaves no mount, cgroup or process behind.
+#[test]
+fn busybox_pod_runs_as_a_linux_container() {
+    let registry = Registry::start();
+    let image = format!("{}/busybox:v1", registry.host());
+    push_busybox_image(&image, false);
+    let c = Cluster::start_with(&["--restart-backoff", "1", "--node-name", "node-a"]);
+    let node = c.ok(&["get", "node", "node-a", "-o", "jsonpath={.metadata.labels}"]);
+    assert!(node.contains("wasmtime.linux"), "runtimes label: {node}");
+    let script = "echo hi; test -e /etc/doomed && echo doomed-is-back; cat /etc/added; \
+                  echo env=$FROM_IMAGE; exit 3";
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: busybox-exit
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 5
+  containers:
+    - name: main
+      image: {image}
+      command: ["sh", "-c", "{script}"]
+"#
+    );
+    c.ok_stdin(&["apply", "-f", "-"], &manifest);
+    let pod = eventually(Duration::from_secs(90), || {
+        let p = pod_json(&c, "busybox-exit");
+        (p["status"]["phase"] == "Failed").then_some(p)
+    });
+    let status = &pod["status"]["containerStatuses"][0];
+    let terminated = &status["state"]["terminated"];
+    assert_eq!(terminated["exitCode"], 3, "{status}");
+    assert_eq!(terminated["reason"], "Error", "{status}");
+    assert!(status["containerID"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("linux://")));
+    let logs = c.ok(&["logs", "busybox-exit"]);
+    assert_eq!(logs, "hi\nfrom the top layer\nenv=yes\n");
+
+    c.ok(&["delete", "pod", "busybox-exit", "--wait=true"]);
+    let root = c.dir.path().display().to_string();
+    eventually(Duration::from_secs(30), || {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        (!mountinfo.contains(&root)).then_some(())
+    });
+    let containers = std::fs::read_dir("/sys/fs/cgroup/memory/wkube")
+        .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+        .unwrap_or(0);
+    assert_eq!(
+        containers, 0,
+        "container cgroups left under /sys/fs/cgroup/memory/wkube"
     );
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 pub mod container;
 pub mod logs;
+pub mod select;
 pub mod wasm;
 
 /// One directory made visible to a container.
