@@ -56,6 +56,10 @@ pub struct ContainerRuntime {
 
 struct Inner {
     root: PathBuf,
+    /// Pids of the container processes being supervised. Its lock is held over every
+    /// libcontainer create, so that after a failed one the processes it left behind can be
+    /// told apart from everyone else's (see [`process::reap_strays`]).
+    supervised: std::sync::Mutex<std::collections::HashSet<i32>>,
     /// One sandbox per pod uid, made by the pod's first container start.
     sandboxes: tokio::sync::Mutex<HashMap<String, Arc<Sandbox>>>,
     counter: AtomicU64,
@@ -75,6 +79,7 @@ impl ContainerRuntime {
             inner: Arc::new(Inner {
                 root: root.to_path_buf(),
                 sandboxes: tokio::sync::Mutex::new(HashMap::new()),
+                supervised: std::sync::Mutex::new(std::collections::HashSet::new()),
                 counter: AtomicU64::new(0),
             }),
         };
@@ -198,6 +203,7 @@ impl PodRuntime for ContainerRuntime {
             let job = StartJob {
                 id: id.clone(),
                 root: self.inner.root.clone(),
+                inner: self.inner.clone(),
                 spec: spec.clone(),
                 image,
                 sandbox,
@@ -207,11 +213,12 @@ impl PodRuntime for ContainerRuntime {
                 .await
                 .map_err(|e| RuntimeError::Create(format!("starting the container: {e}")))??;
             tracing::info!(id = %id, pid = started.pid, "container started");
-            match LinuxContainer::supervise(started, spec.logs, started_at) {
+            match LinuxContainer::supervise(self.inner.clone(), started, spec.logs, started_at) {
                 Ok(c) => Ok(Box::new(c) as Box<dyn RunningContainer>),
                 Err(failed) => {
                     let (error, started) = *failed;
-                    let _ = tokio::task::spawn_blocking(move || abandon(started)).await;
+                    let inner = self.inner.clone();
+                    let _ = tokio::task::spawn_blocking(move || abandon(&inner, started)).await;
                     Err(error)
                 }
             }
@@ -237,6 +244,7 @@ impl PodRuntime for ContainerRuntime {
 struct StartJob {
     id: String,
     root: PathBuf,
+    inner: Arc<Inner>,
     spec: ContainerSpec,
     image: ContainerImage,
     sandbox: Arc<Sandbox>,
@@ -321,7 +329,12 @@ impl StartJob {
         let io = |e: std::io::Error| create_error("container stdio")(e.to_string());
         let (stdout_r, stdout_w) = process::pipe().map_err(io)?;
         let (stderr_r, stderr_w) = process::pipe().map_err(io)?;
-        let mut container = ContainerBuilder::new(self.id.clone(), SyscallType::Linux)
+        let mut supervised = self
+            .inner
+            .supervised
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let built = ContainerBuilder::new(self.id.clone(), SyscallType::Linux)
             .with_root_path(self.root.join("state"))
             .map_err(|e| create_error("libcontainer")(e.to_string()))?
             .with_stdin(process::dev_null().map_err(io)?)
@@ -330,8 +343,14 @@ impl StartJob {
             .as_init(bundle)
             .with_systemd(false)
             .with_detach(true)
-            .build()
-            .map_err(|e| create_error("creating the container")(e.to_string()))?;
+            .build();
+        let mut container = match built {
+            Ok(c) => c,
+            Err(e) => {
+                process::reap_strays(&supervised);
+                return Err(create_error("creating the container")(e.to_string()));
+            }
+        };
         let started = container
             .pid()
             .ok_or_else(|| "libcontainer reported no pid".to_string())
@@ -344,9 +363,13 @@ impl StartJob {
                 Ok((pid, pidfd))
             });
         match started {
-            Ok((pid, pidfd)) => Ok((container, pid, pidfd, stdout_r, stderr_r, cgroups_path)),
+            Ok((pid, pidfd)) => {
+                supervised.insert(pid);
+                Ok((container, pid, pidfd, stdout_r, stderr_r, cgroups_path))
+            }
             Err(e) => {
                 let _ = container.delete(true);
+                process::reap_strays(&supervised);
                 Err(RuntimeError::Create(format!("starting the container: {e}")))
             }
         }
@@ -404,6 +427,7 @@ impl LinuxContainer {
     /// Hands a started container to a supervisor task. Fails (killing and deleting the
     /// container) only if its pidfd cannot be registered with the reactor.
     fn supervise(
+        inner: Arc<Inner>,
         started: Started,
         logs: Arc<dyn LogSink>,
         started_at: SystemTime,
@@ -445,6 +469,7 @@ impl LinuxContainer {
         let (tx, rx) = watch::channel(None);
         let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let supervisor = Supervisor {
+            inner,
             id,
             pid,
             pidfd: pidfd.clone(),
@@ -475,15 +500,21 @@ impl LinuxContainer {
 }
 
 /// Kills and deletes a container that could not be handed to a supervisor.
-fn abandon(started: Started) {
+fn abandon(inner: &Inner, started: Started) {
     let _ = process::send_signal(&started.pidfd, libc::SIGKILL);
     let _ = process::reap(started.pid);
+    inner
+        .supervised
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&started.pid);
     let mut container = started.container;
     cleanup(Some(&mut container), Some(started.rootfs), &started.bundle);
 }
 
 /// Owns a container from start to deletion.
 struct Supervisor {
+    inner: Arc<Inner>,
     id: String,
     pid: i32,
     pidfd: Arc<AsyncFd<OwnedFd>>,
@@ -512,6 +543,7 @@ impl Supervisor {
             }
         };
         let Supervisor {
+            inner,
             id,
             pid,
             container,
@@ -538,6 +570,11 @@ impl Supervisor {
             (process::reap(pid), oom_kills)
         })
         .await;
+        inner
+            .supervised
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&pid);
         for pump in pumps {
             let _ = pump.await;
         }

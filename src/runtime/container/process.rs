@@ -89,6 +89,41 @@ pub fn reap(pid: i32) -> io::Result<(i32, Option<i32>)> {
     }
 }
 
+/// Reaps the agent's zombie children that are not in `supervised`: the intermediate and init
+/// processes libcontainer leaves unreaped when a create fails. Only zombies are touched, and
+/// the caller holds the lock every create holds, so no create in flight loses a child.
+pub fn reap_strays(supervised: &std::collections::HashSet<i32>) {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            if supervised.contains(&pid) || !is_zombie(pid) {
+                continue;
+            }
+            let mut status: libc::c_int = 0;
+            // SAFETY: `pid` is a zombie child of ours; WNOHANG never blocks.
+            let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            tracing::debug!(pid, reaped, "reaped a process left by a failed create");
+        }
+    }
+}
+
+/// Whether `/proc/<pid>/stat` says the process is a zombie (state `Z`, after the `(comm)`).
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, after) = stat.rsplit_once(')')?;
+            after.split_whitespace().next().map(|state| state == "Z")
+        })
+        .unwrap_or(false)
+}
+
 /// Copies one output pipe into the log sink until every writer has closed it.
 pub async fn pump(read_end: OwnedFd, stream: Stream, sink: Arc<dyn LogSink>) {
     let mut pipe = match tokio::net::unix::pipe::Receiver::from_owned_fd(read_end) {

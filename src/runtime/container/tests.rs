@@ -286,3 +286,21 @@ async fn wait_for_output(out: &Output, needle: &str) {
     }
     panic!("no {needle:?} in the output: {:?}", out.stdout());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_program_is_a_start_error_and_leaves_nothing() {
+    let _serial = SERIAL.lock().await;
+    let f = fixture();
+    let uid = "t-nobin-000001";
+    let out = Arc::new(Output::default());
+    let err = match f
+        .runtime
+        .start(f.spec(uid, "nobin", &["/no/such/program"], out.clone()))
+        .await
+    {
+        Ok(h) => panic!("started: {:?}", h.wait().await),
+        Err(e) => e,
+    };
+    assert!(err.to_string().contains("no/such/program"), "{err}");
+    f.release_and_check(uid).await;
+}
