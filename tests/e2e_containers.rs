@@ -127,17 +127,114 @@ spec:
     let logs = c.ok(&["logs", "busybox-exit"]);
     assert_eq!(logs, "hi\nfrom the top layer\nenv=yes\n");
 
-    c.ok(&["delete", "pod", "busybox-exit", "--wait=true"]);
+    delete_and_check_clean(&c, &["busybox-exit"]);
+}
+
+/// Deletes pods and checks that their containers left no mount (of this cluster's data dir)
+/// and no cgroup (container ids start with the pod uid's first 13 characters).
+fn delete_and_check_clean(c: &Cluster, pods: &[&str]) {
+    let uids: Vec<String> = pods
+        .iter()
+        .map(|p| c.ok(&["get", "pod", p, "-o", "jsonpath={.metadata.uid}"]))
+        .map(|uid| uid.chars().take(13).collect())
+        .collect();
+    let mut args = vec!["delete", "pod", "--wait=true"];
+    args.extend(pods);
+    c.ok(&args);
     let root = c.dir.path().display().to_string();
     eventually(Duration::from_secs(30), || {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
         (!mountinfo.contains(&root)).then_some(())
     });
-    let containers = std::fs::read_dir("/sys/fs/cgroup/memory/wkube")
-        .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
-        .unwrap_or(0);
-    assert_eq!(
-        containers, 0,
-        "container cgroups left under /sys/fs/cgroup/memory/wkube"
+    let hierarchies = std::fs::read_dir("/sys/fs/cgroup").expect("cgroup root");
+    for hierarchy in hierarchies.flatten() {
+        let Ok(entries) = std::fs::read_dir(hierarchy.path().join("wkube")) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(
+                !uids.iter().any(|uid| name.starts_with(uid.as_str())),
+                "cgroup left: {}",
+                entry.path().display()
+            );
+        }
+    }
+}
+
+fn wait_for(c: &Cluster, name: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    eventually(Duration::from_secs(90), || {
+        let p = pod_json(c, name);
+        ok(&p).then_some(p)
+    })
+}
+
+/// One pod, three containers: an init container fills a shared emptyDir, then a server and a
+/// client that reach each other on 127.0.0.1 (the pod's own network namespace) and read the
+/// shared volume. And a pod that overruns its 32Mi memory limit ends `OOMKilled`.
+#[test]
+fn pod_containers_share_localhost_and_volumes_and_oom_is_reported() {
+    let registry = Registry::start();
+    let image = format!("{}/busybox:v1", registry.host());
+    push_busybox_image(&image, false);
+    let c = Cluster::start_with(&["--restart-backoff", "1", "--node-name", "node-a"]);
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: together
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 2
+  volumes:
+    - name: shared
+      emptyDir: {{}}
+  initContainers:
+    - name: init
+      image: {image}
+      command: ["sh", "-c", "echo from-init > /shared/init.txt"]
+      volumeMounts: [{{name: shared, mountPath: /shared}}]
+  containers:
+    - name: server
+      image: {image}
+      command: ["sh", "-c", "mkdir -p /www && echo served-over-localhost > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"]
+    - name: client
+      image: {image}
+      command: ["sh", "-c", "cat /shared/init.txt; until wget -q -O - http://127.0.0.1:8080/ 2>/dev/null; do sleep 0.2; done"]
+      volumeMounts: [{{name: shared, mountPath: /shared}}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hog
+spec:
+  restartPolicy: Never
+  containers:
+    - name: hog
+      image: {image}
+      command: ["tail", "/dev/zero"]
+      resources:
+        limits: {{memory: 32Mi}}
+"#
     );
+    c.ok_stdin(&["apply", "-f", "-"], &manifest);
+    let client_done = |p: &serde_json::Value| {
+        p["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["name"] == "client" && s["state"]["terminated"]["exitCode"] == 0)
+    };
+    wait_for(&c, "together", client_done);
+    assert_eq!(
+        c.ok(&["logs", "together", "-c", "client"]),
+        "from-init\nserved-over-localhost\n"
+    );
+    let hog = wait_for(&c, "hog", |p| p["status"]["phase"] == "Failed");
+    let terminated = &hog["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(terminated["reason"], "OOMKilled", "{terminated}");
+    assert_eq!(terminated["exitCode"], 137, "{terminated}");
+
+    delete_and_check_clean(&c, &["together", "hog"]);
 }

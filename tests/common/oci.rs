@@ -13,7 +13,9 @@ use sha2::Digest as _;
 use super::registry::find_binary;
 
 pub const BUSYBOX: &str = "/bin/busybox";
-const APPLETS: &[&str] = &["sh", "cat", "ls", "tail", "sleep", "true", "test", "echo"];
+const APPLETS: &[&str] = &[
+    "sh", "cat", "ls", "tail", "sleep", "true", "test", "echo", "mkdir", "httpd", "wget",
+];
 
 /// What was pushed: manifest digests, for assertions.
 pub struct PushedImage {
