@@ -250,6 +250,16 @@ struct StartJob {
     sandbox: Arc<Sandbox>,
 }
 
+/// What libcontainer gave back for a started container.
+struct Launched {
+    container: Container,
+    pid: i32,
+    pidfd: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    cgroups_path: String,
+}
+
 /// A created and started container, handed to its supervisor.
 struct Started {
     id: String,
@@ -280,16 +290,16 @@ impl StartJob {
             }
         };
         match self.create_and_start(&bundle, &rootfs) {
-            Ok((container, pid, pidfd, stdout, stderr, cgroups_path)) => Ok(Started {
+            Ok(l) => Ok(Started {
                 id: self.id,
-                pid,
-                pidfd,
-                stdout,
-                stderr,
-                container,
+                pid: l.pid,
+                pidfd: l.pidfd,
+                stdout: l.stdout,
+                stderr: l.stderr,
+                container: l.container,
                 rootfs,
                 bundle,
-                cgroups_path,
+                cgroups_path: l.cgroups_path,
             }),
             Err(e) => {
                 cleanup(None, Some(rootfs), &bundle);
@@ -298,12 +308,7 @@ impl StartJob {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn create_and_start(
-        &self,
-        bundle: &Path,
-        rootfs: &Rootfs,
-    ) -> Result<(Container, i32, OwnedFd, OwnedFd, OwnedFd, String), RuntimeError> {
+    fn create_and_start(&self, bundle: &Path, rootfs: &Rootfs) -> Result<Launched, RuntimeError> {
         let cgroups_path = cgroup::cgroups_path(&self.id);
         let cwd = self
             .spec
@@ -365,7 +370,14 @@ impl StartJob {
         match started {
             Ok((pid, pidfd)) => {
                 supervised.insert(pid);
-                Ok((container, pid, pidfd, stdout_r, stderr_r, cgroups_path))
+                Ok(Launched {
+                    container,
+                    pid,
+                    pidfd,
+                    stdout: stdout_r,
+                    stderr: stderr_r,
+                    cgroups_path,
+                })
             }
             Err(e) => {
                 let _ = container.delete(true);
