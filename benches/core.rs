@@ -4,7 +4,6 @@
 //! Run: `cargo bench --bench core` (needs Debian's `etcd-server` for the etcd comparison).
 //! Everything listens on 127.0.0.1 only. Figures are printed; nothing is asserted.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -16,68 +15,9 @@ use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-struct Server {
-    child: Child,
-    url: String,
-    ready_after: Duration,
-}
+mod common;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_wkube(data_dir: &Path) -> Server {
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wkube"))
-        // API only: the fan-out pods must not be run (their images exist nowhere).
-        .args(["up", "--no-agent", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("WKUBE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start wkube");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut url = String::new();
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        let line = line.expect("line");
-        if let Some(u) = line.strip_prefix("wkube: API server listening on ") {
-            url = u.trim().to_string();
-        }
-        if line.starts_with("wkube: ready") {
-            break;
-        }
-    }
-    let ready_after = started.elapsed();
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        url,
-        ready_after,
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-async fn client(data_dir: &Path) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(data_dir.join("kubeconfig")).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("config");
-    kube::Client::try_from(cfg).expect("client")
-}
+use common::{client, rss_mib, start_wkube};
 
 #[derive(Default)]
 struct Stats {
@@ -240,7 +180,8 @@ async fn main() {
     let data = dir.path().join("wkube");
 
     println!("== wkube control plane benchmark (loopback, 2 cores)");
-    let server = start_wkube(&data);
+    // API only: the fan-out pods must not be run (their images exist nowhere).
+    let server = start_wkube(&data, &["--no-agent"]);
     println!(
         "wkube up -> API ready (fresh data dir): {:>8.1} ms",
         server.ready_after.as_secs_f64() * 1e3
@@ -248,7 +189,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!(
         "idle RSS of the server:                {:>8.1} MiB",
-        rss_kib(server.child.id()) as f64 / 1024.0
+        rss_mib(server.child.id())
     );
     let c = client(&data).await;
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
@@ -277,7 +218,7 @@ async fn main() {
     println!(
         "RSS after {} creates:                 {:>8.1} MiB",
         results.iter().map(|r| r.1).sum::<usize>(),
-        rss_kib(server.child.id()) as f64 / 1024.0
+        rss_mib(server.child.id())
     );
 
     // etcd, the same load through its v3 JSON gateway.
@@ -352,7 +293,7 @@ async fn main() {
         .expect("watchers open");
     println!(
         "{watchers} watchers open; RSS {:.1} MiB",
-        rss_kib(server.child.id()) as f64 / 1024.0
+        rss_mib(server.child.id())
     );
     let mut sent = std::collections::HashMap::new();
     for i in 0..writes {

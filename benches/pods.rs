@@ -5,9 +5,8 @@
 //! Run: `bash examples/build.sh && cargo bench --bench pods`. Loopback only; prints figures.
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,79 +18,18 @@ use wkube::runtime::logs::{LogSink, Stream};
 use wkube::runtime::wasm::WasmRuntime;
 use wkube::runtime::{ContainerSpec, PodRuntime, ResolvedImage};
 
-struct Server {
-    child: Child,
-}
+mod common;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{client, cpu_seconds, pct, rss_mib, start_process, start_wkube, Server};
 
 fn start(data: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wkube"))
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--max-pods",
-            "1300",
-            "--data-dir",
-        ])
-        .arg(data)
-        .env("WKUBE_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start wkube");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        if line.expect("line").starts_with("wkube: ready") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    Server { child }
+    start_with(data, &[])
 }
 
-/// CPU seconds (user + system) the process has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the ')'.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn pct(v: &mut [Duration], p: f64) -> f64 {
-    v.sort();
-    if v.is_empty() {
-        return 0.0;
-    }
-    v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+fn start_with(data: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--max-pods", "1300"];
+    args.extend(extra);
+    start_wkube(data, &args)
 }
 
 fn sleeping_pod(name: &str, group: &str) -> Pod {
@@ -209,11 +147,17 @@ async fn start_pods(
 }
 
 /// `kubectl scale --replicas=1000` on a Deployment of sleeping wasm pods: time to 1,000 ready,
-/// and the control plane's (server + controllers + in-process agent) CPU and memory meanwhile.
+/// and CPU and memory meanwhile of the server process (API, store, scheduler, in-process agent)
+/// and, apart, of the controllers (`wkube controller-manager`).
 async fn scale_deployment(hello: &Path) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let server = start(&data);
+    let server = start_with(&data, &["--no-controllers"]);
+    let kubeconfig = data.join("kubeconfig").to_string_lossy().to_string();
+    let controllers = start_process(
+        &["controller-manager", "--kubeconfig", &kubeconfig],
+        "wkube: controller manager running",
+    );
     let import = Command::new(env!("CARGO_BIN_EXE_wkube"))
         .args(["image", "import"])
         .arg(hello)
@@ -222,11 +166,7 @@ async fn scale_deployment(hello: &Path) {
         .output()
         .expect("import");
     assert!(import.status.success());
-    let kc = kube::config::Kubeconfig::read_from(data.join("kubeconfig")).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("config");
-    let client = kube::Client::try_from(cfg).expect("client");
+    let client = client(&data).await;
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client, "default");
     let d = serde_json::from_value(json!({
@@ -258,17 +198,20 @@ async fn scale_deployment(hello: &Path) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let pid = server.child.id();
+    let cm = controllers.child.id();
     let (cpu0, rss0) = (cpu_seconds(pid), rss_mib(pid));
+    let (cm_cpu0, cm_rss0) = (cpu_seconds(cm), rss_mib(cm));
     let started = Instant::now();
     let patch = kube::api::Patch::Merge(json!({ "spec": { "replicas": 1000 } }));
     deployments
         .patch_scale("scale", &kube::api::PatchParams::default(), &patch)
         .await
         .expect("scale");
-    let mut peak = rss0;
+    let (mut peak, mut cm_peak) = (rss0, cm_rss0);
     loop {
         let d = deployments.get("scale").await.expect("get");
         peak = peak.max(rss_mib(pid));
+        cm_peak = cm_peak.max(rss_mib(cm));
         if ready(&d) >= 1000 {
             break;
         }
@@ -280,10 +223,14 @@ async fn scale_deployment(hello: &Path) {
     }
     let took = started.elapsed();
     let cpu = cpu_seconds(pid) - cpu0;
+    let cm_cpu = cpu_seconds(cm) - cm_cpu0;
+    let secs = took.as_secs_f64();
     println!(
-        "scale a Deployment 1 -> 1000 sleeping wasm pods: 1000 ready after {:.2} s; control plane + agent used {cpu:.1} CPU-s ({:.0}% of one core), RSS {rss0:.1} -> peak {peak:.1} MiB",
-        took.as_secs_f64(),
-        cpu / took.as_secs_f64() * 100.0
+        "scale a Deployment 1 -> 1000 sleeping wasm pods: 1000 ready after {secs:.2} s\n  \
+         server (API + store + scheduler + agent): {cpu:.1} CPU-s ({:.0}% of one core), RSS {rss0:.1} -> peak {peak:.1} MiB\n  \
+         controllers (wkube controller-manager):   {cm_cpu:.1} CPU-s ({:.0}% of one core), RSS {cm_rss0:.1} -> peak {cm_peak:.1} MiB",
+        cpu / secs * 100.0,
+        cm_cpu / secs * 100.0
     );
 }
 
@@ -350,25 +297,35 @@ async fn main() {
     let wasm_dir = PathBuf::from(String::from_utf8_lossy(&examples.stdout).trim().to_string());
     let hello = wasm_dir.join("hello-rust.wasm");
 
+    // `cargo bench --bench pods -- scale` runs only the sections whose name contains "scale".
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |section: &str| filter.as_deref().is_none_or(|f| section.contains(f));
     println!("== wasm pod benchmarks (loopback, 2 cores)");
-    runtime_vs_process(&hello).await;
+    if wanted("runtime") {
+        runtime_vs_process(&hello).await;
+    }
+    if wanted("start-and-density") {
+        start_and_density(&hello).await;
+    }
+    if wanted("scale") {
+        scale_deployment(&hello).await;
+    }
+}
 
+/// Pods started one by one and in a burst through the whole system, then the RSS they cost.
+async fn start_and_density(hello: &Path) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let server = start(&data);
     let import = Command::new(env!("CARGO_BIN_EXE_wkube"))
         .args(["image", "import"])
-        .arg(&hello)
+        .arg(hello)
         .args(["--name", "wkube.local/hello-rust:v1", "--data-dir"])
         .arg(&data)
         .output()
         .expect("import");
     assert!(import.status.success());
-    let kc = kube::config::Kubeconfig::read_from(data.join("kubeconfig")).expect("kubeconfig");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .expect("config");
-    let client = kube::Client::try_from(cfg).expect("client");
+    let client = client(&data).await;
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let idle = rss_mib(server.child.id());
 
@@ -392,5 +349,4 @@ async fn main() {
         (full - idle) * 1024.0 / 1200.0
     );
     drop(server);
-    scale_deployment(&hello).await;
 }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod controllers;
 pub mod events;
 pub mod image;
+pub mod label_selector;
 pub mod pki;
 pub mod runtime;
 pub mod scheduler;

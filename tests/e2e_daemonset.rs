@@ -85,3 +85,68 @@ fn one_pod_per_eligible_node_and_rolling_updates() {
         (pods_by_node(&c) == want).then_some(())
     });
 }
+
+const EVERYWHERE: &str = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: everywhere}
+spec:
+  selector: {matchLabels: {app: everywhere}}
+  template:
+    metadata: {labels: {app: everywhere}}
+    spec:
+      containers:
+        - name: main
+          image: wkube.local/hello-rust:v1
+          args: ["--tick", "1"]
+"#;
+
+/// Nodes with a running, ready pod of the `everywhere` DaemonSet, sorted.
+fn nodes_running_daemon(c: &Cluster) -> Vec<String> {
+    let out = c.kubectl(&["get", "pods", "-l", "app=everywhere", "-o", "json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let mut nodes: Vec<String> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["status"]["phase"] == "Running")
+        .filter(|p| {
+            p["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+#[test]
+fn a_daemon_runs_on_all_three_agents_and_on_a_fourth_that_joins() {
+    let c = Cluster::start_with(&["--no-agent"]);
+    let names = ["node-a", "node-b", "node-c", "node-d"];
+    for n in names {
+        c.import_examples_for_agent(n);
+    }
+    let _three: Vec<_> = names[..3].iter().map(|n| c.join_agent(n, &[])).collect();
+    eventually(Duration::from_secs(30), || {
+        (c.ok(&["get", "nodes", "-o", "name"]).lines().count() == 3).then_some(())
+    });
+    c.ok_stdin(&["apply", "-f", "-"], EVERYWHERE);
+    eventually(Duration::from_secs(60), || {
+        (nodes_running_daemon(&c) == names[..3]).then_some(())
+    });
+    let _fourth = c.join_agent("node-d", &[]);
+    eventually(Duration::from_secs(60), || {
+        (nodes_running_daemon(&c) == names).then_some(())
+    });
+    let ds = eventually(Duration::from_secs(30), || {
+        let ds: Value =
+            serde_json::from_str(&c.ok(&["get", "ds", "everywhere", "-o", "json"])).ok()?;
+        (ds["status"]["numberReady"] == 4).then_some(ds)
+    });
+    assert_eq!(ds["status"]["desiredNumberScheduled"], 4, "{ds}");
+    assert_eq!(ds["status"]["currentNumberScheduled"], 4, "{ds}");
+    assert_eq!(ds["status"]["numberMisscheduled"], 0, "{ds}");
+}

@@ -163,3 +163,125 @@ fn pods_of_a_dead_node_are_replaced_on_the_others() {
     });
     assert!(survivors.iter().all(|n| *n != victim), "{survivors:?}");
 }
+
+/// (key, effect) of the node's taints.
+fn taints(c: &Cluster, node: &str) -> Vec<(String, String)> {
+    let n = get(c, &["get", "node", node, "-o", "json"]);
+    n["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t["key"].as_str().unwrap_or("").to_string(),
+                t["effect"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_that_reports_not_ready_is_tainted_and_its_pods_evicted() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use serde_json::json;
+
+    let c = Cluster::start_with(&["--no-agent", "--node-monitor-grace-period", "3"]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let client = rt.block_on(c.client());
+    // A node whose "agent" (this test) keeps its Lease fresh but reports Ready=False.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let ready = |status: &str| {
+        json!({"status": {"conditions": [{"type": "Ready", "status": status,
+            "reason": "KubeletNotReady", "message": "container runtime is down",
+            "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
+    };
+    rt.block_on(async {
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": "sick"}})).unwrap();
+        nodes.create(&PostParams::default(), &node).await.unwrap();
+        nodes
+            .patch_status(
+                "sick",
+                &PatchParams::default(),
+                &Patch::Merge(ready("False")),
+            )
+            .await
+            .unwrap();
+        let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "sick"},
+            "spec": {"holderIdentity": "sick", "leaseDurationSeconds": 40}}))
+        .unwrap();
+        leases.create(&PostParams::default(), &lease).await.unwrap();
+    });
+    let renewing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let renewer = {
+        let renewing = renewing.clone();
+        let handle = rt.handle().clone();
+        std::thread::spawn(move || {
+            while renewing.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                let renewal = json!({"spec": {"renewTime": now}});
+                let _ = handle.block_on(leases.patch(
+                    "sick",
+                    &PatchParams::default(),
+                    &Patch::Merge(renewal),
+                ));
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    for (name, tolerations) in [
+        (
+            "impatient",
+            r#"tolerations: [{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 1}]"#,
+        ),
+        ("patient", ""),
+    ] {
+        let manifest = pod(name, tolerations).replace(
+            "restartPolicy: Never",
+            "restartPolicy: Never\n  nodeName: sick",
+        );
+        c.ok_stdin(&["apply", "-f", "-"], &manifest);
+    }
+    let want = |key: &str| {
+        vec![
+            (key.to_string(), "NoSchedule".to_string()),
+            (key.to_string(), "NoExecute".to_string()),
+        ]
+    };
+    eventually(Duration::from_secs(30), || {
+        (taints(&c, "sick") == want("node.kubernetes.io/not-ready")).then_some(())
+    });
+    eventually(Duration::from_secs(30), || {
+        let p = get(&c, &["get", "pod", "impatient", "-o", "json"]);
+        (p.is_null() || p["metadata"]["deletionTimestamp"].is_string()).then_some(())
+    });
+    let patient = get(&c, &["get", "pod", "patient", "-o", "json"]);
+    assert!(
+        patient["metadata"]["deletionTimestamp"].is_null(),
+        "{patient}"
+    );
+
+    // Ready again: the taints go.
+    rt.block_on(async {
+        nodes
+            .patch_status(
+                "sick",
+                &PatchParams::default(),
+                &Patch::Merge(ready("True")),
+            )
+            .await
+            .unwrap();
+    });
+    eventually(Duration::from_secs(30), || {
+        taints(&c, "sick").is_empty().then_some(())
+    });
+
+    // Silent: the Lease goes stale and not-ready gives way to unreachable.
+    renewing.store(false, std::sync::atomic::Ordering::Relaxed);
+    renewer.join().expect("renewer");
+    eventually(Duration::from_secs(30), || {
+        (taints(&c, "sick") == want("node.kubernetes.io/unreachable")).then_some(())
+    });
+}

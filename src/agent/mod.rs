@@ -5,6 +5,7 @@
 //! pods bound to it through a [`PodRuntime`](crate::runtime::PodRuntime), reports their status,
 //! and serves their logs to the API server over HTTPS.
 
+pub mod hollow;
 pub mod log_server;
 mod logs;
 mod node;

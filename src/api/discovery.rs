@@ -208,6 +208,8 @@ fn subresource_shape(
         ),
         Subresource::Binding => ("Binding", None, &["create"]),
         Subresource::Log => ("Pod", None, &["get"]),
+        // kubectl drain looks for exactly this entry to decide it may evict rather than delete.
+        Subresource::Eviction => ("Eviction", Some(("policy", "v1")), &["create"]),
     }
 }
 

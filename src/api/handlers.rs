@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use tracing::Instrument as _;
 
 use super::discovery;
+use super::eviction;
 use super::object;
 use super::path::{self, ApiPath};
 use super::query::Query;
@@ -154,6 +155,18 @@ async fn dispatch(
                 encoding,
                 &query,
                 StatusCode::CREATED,
+            ))
+        }
+        (Method::POST, Some(name), Some(Subresource::Eviction)) => {
+            let body = read_body(headers, body).await?;
+            let dry_run = query.write_options()?.dry_run;
+            let pod = eviction::evict(&state.rest, r, ns.unwrap_or_default(), name, &body, dry_run)
+                .await?;
+            Ok(encode_plain(
+                success_status(r, name, object::uid(&pod)),
+                Encoding::Json,
+                StatusCode::CREATED,
+                &[],
             ))
         }
         (Method::POST, Some(name), Some(Subresource::Binding)) => {

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod discovery;
+pub mod eviction;
 pub mod handlers;
 pub mod node_proxy;
 pub mod object;

@@ -41,6 +41,7 @@ const WATCH_EVENT: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent";
 const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
 const SCALE: &str = "io.k8s.api.autoscaling.v1.Scale";
 const BINDING: &str = "io.k8s.api.core.v1.Binding";
+const EVICTION: &str = "io.k8s.api.policy.v1.Eviction";
 
 /// The `Content-Type` to answer a protobuf request for `/openapi/v2` with (kube-openapi's
 /// `handler.go` does the same). kubectl *asks* with the deprecated spelling
@@ -241,6 +242,7 @@ fn build_definitions(registry: &Registry, flavor: Flavor) -> Map<String, Value> 
     }
     gen.subschema_for::<autoscaling::v1::Scale>();
     gen.subschema_for::<core::v1::Binding>();
+    gen.subschema_for::<k8s_openapi::api::policy::v1::Eviction>();
     gen.subschema_for::<meta::DeleteOptions>();
     gen.subschema_for::<meta::Status>();
     gen.subschema_for::<meta::Patch>();
@@ -327,6 +329,7 @@ fn add_gvk_extensions(registry: &Registry, defs: &mut Map<String, Value>) {
     }
     kinds.push((SCALE.into(), vec![Gvk::new("autoscaling", "v1", "Scale")]));
     kinds.push((BINDING.into(), vec![Gvk::new("", "v1", "Binding")]));
+    kinds.push((EVICTION.into(), vec![Gvk::new("policy", "v1", "Eviction")]));
     kinds.push((STATUS.into(), vec![Gvk::new("", "v1", "Status")]));
     // DeleteOptions and WatchEvent are registered in every group version upstream.
     let per_group_version = |kind: &str| -> Vec<Gvk> {
@@ -792,7 +795,7 @@ fn path_item(r: &ResourceInfo, path: String, named: bool, operations: Vec<Operat
 }
 
 /// `/status` (get/put/patch of the kind), `/scale` (autoscaling/v1 Scale), `/binding` (POST a
-/// Binding), `/log` (GET text).
+/// Binding), `/eviction` (POST a policy/v1 Eviction), `/log` (GET text).
 fn subresource_path(f: &OpFactory, r: &ResourceInfo, item: &str, sub: Subresource) -> PathItem {
     let path = format!("{item}/{}", sub.name());
     let read_update_patch = |suffix: &str, gvk: Gvk, schema: &str| {
@@ -816,6 +819,17 @@ fn subresource_path(f: &OpFactory, r: &ResourceInfo, item: &str, sub: Subresourc
             vec![f.op(CREATE, "Binding", gvk, body, Returns::Object(binding()))]
         }
         Subresource::Log => vec![f.op(READ_LOG, "Log", Gvk::of(r), None, Returns::Text)],
+        Subresource::Eviction => {
+            let gvk = Gvk::new("policy", "v1", "Eviction");
+            let body = Some(Body::Object(EVICTION.to_string()));
+            vec![f.op(
+                CREATE,
+                "Eviction",
+                gvk,
+                body,
+                Returns::Object(EVICTION.to_string()),
+            )]
+        }
     };
     path_item(r, path, true, operations)
 }

@@ -4,7 +4,7 @@
 //! this one table, so that new kinds — the project's own `wkube.dev` kinds now, and
 //! CustomResourceDefinitions later — slot in as rows rather than as new handlers.
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, scheduling};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, policy, scheduling};
 use k8s_openapi::Resource as _;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::Value;
@@ -34,6 +34,7 @@ pub enum BuiltinKind {
     Job,
     CronJob,
     PriorityClass,
+    PodDisruptionBudget,
     /// Anything else: the project's own kinds, custom resources.
     Other,
 }
@@ -61,6 +62,7 @@ impl BuiltinKind {
             ("batch", "Job") => BuiltinKind::Job,
             ("batch", "CronJob") => BuiltinKind::CronJob,
             ("scheduling.k8s.io", "PriorityClass") => BuiltinKind::PriorityClass,
+            ("policy", "PodDisruptionBudget") => BuiltinKind::PodDisruptionBudget,
             _ => BuiltinKind::Other,
         }
     }
@@ -73,6 +75,8 @@ pub enum Subresource {
     Scale,
     Binding,
     Log,
+    /// `pods/eviction`: a delete that honours PodDisruptionBudgets.
+    Eviction,
 }
 
 impl Subresource {
@@ -82,6 +86,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Log => "log",
+            Subresource::Eviction => "eviction",
         }
     }
 }
@@ -214,7 +219,7 @@ impl Registry {
                 short: &["ns"], categories: NONE, sub: STATUS),
             builtin!(core::v1::Pod, plural: "pods", singular: "pod", namespaced: true,
                 short: &["po"], categories: ALL,
-                sub: &[Subresource::Status, Subresource::Binding, Subresource::Log]),
+                sub: &[Subresource::Status, Subresource::Binding, Subresource::Eviction, Subresource::Log]),
             builtin!(core::v1::Node, plural: "nodes", singular: "node", namespaced: false,
                 short: &["no"], categories: NONE, sub: STATUS),
             builtin!(core::v1::Event, plural: "events", singular: "event", namespaced: true,
@@ -249,6 +254,9 @@ impl Registry {
                 short: &["cj"], categories: ALL, sub: STATUS),
             builtin!(scheduling::v1::PriorityClass, plural: "priorityclasses", singular: "priorityclass",
                 namespaced: false, short: &["pc"], categories: NONE, sub: &[]),
+            builtin!(policy::v1::PodDisruptionBudget, plural: "poddisruptionbudgets",
+                singular: "poddisruptionbudget", namespaced: true, short: &["pdb"], categories: NONE,
+                sub: STATUS),
         ];
         Registry { resources }
     }

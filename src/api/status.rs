@@ -210,6 +210,26 @@ impl ApiError {
         e
     }
 
+    /// An eviction a PodDisruptionBudget refuses: 429 as upstream, but without Retry-After, so the
+    /// client decides when to try again (`kubectl drain` does every 5 s); the budget's state is in
+    /// a `DisruptionBudget` cause.
+    pub fn disruption_budget(cause: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Cannot evict pod as it would violate the pod's disruption budget.",
+        );
+        e.details = Some(Box::new(Details {
+            causes: vec![Cause {
+                reason: "DisruptionBudget".into(),
+                message: cause.into(),
+                field: String::new(),
+            }],
+            ..Default::default()
+        }));
+        e
+    }
+
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(StatusCode::GATEWAY_TIMEOUT, "Timeout", message)
     }

@@ -61,6 +61,7 @@ pub fn cells(resource: &ResourceInfo, object: &Value, now: DateTime<Utc>) -> Vec
         Printer::Job => job_cells(object, now),
         Printer::CronJob => cron_job_cells(object, now),
         Printer::PriorityClass => priority_class_cells(object, now),
+        Printer::PodDisruptionBudget => pdb_cells(object, now),
         Printer::Other => default_cells(object, now),
     };
     debug_assert_eq!(cells.len(), p.columns().len(), "cells misaligned for {p:?}");
@@ -174,6 +175,7 @@ impl Printer {
             Printer::Job => JOB_COLUMNS,
             Printer::CronJob => CRON_JOB_COLUMNS,
             Printer::PriorityClass => PRIORITY_CLASS_COLUMNS,
+            Printer::PodDisruptionBudget => PDB_COLUMNS,
             Printer::Other => DEFAULT_COLUMNS,
         }
     }
@@ -431,6 +433,15 @@ const PRIORITY_CLASS_COLUMNS: &[Column] = &[
     col("Global-Default", "boolean", "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class."),
     AGE,
     col("PreemptionPolicy", "string", "preemptionPolicy is the Policy for preempting pods with lower priority."),
+];
+
+/// Upstream printPodDisruptionBudget: unset bounds print as N/A.
+const PDB_COLUMNS: &[Column] = &[
+    NAME,
+    col("Min Available", "string", "The minimum number of pods that must be available simultaneously. This can be either an integer or a string specifying a percentage, e.g. \"28%\"."),
+    col("Max Unavailable", "string", "The maximum number of pods that may be unavailable simultaneously. This can be either an integer or a string specifying a percentage, e.g. \"28%\"."),
+    col("Allowed Disruptions", "integer", "Number of pod disruptions that are currently allowed."),
+    AGE,
 ];
 
 /// Kinds without a printer get the table a CustomResourceDefinition without
@@ -1449,6 +1460,21 @@ fn priority_class_cells(pc: &Value, now: DateTime<Utc>) -> Vec<Value> {
         Value::Bool(bool_at(pc, &["globalDefault"])),
         age(pc, now),
         s(str_at(pc, &["preemptionPolicy"])),
+    ]
+}
+
+fn pdb_cells(pdb: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let bound = |key: &str| match at(pdb, &["spec", key]) {
+        Some(Value::Number(n)) => s(n.to_string()),
+        Some(Value::String(v)) => s(v.clone()),
+        _ => s("N/A"),
+    };
+    vec![
+        name(pdb),
+        bound("minAvailable"),
+        bound("maxUnavailable"),
+        Value::from(int_at(pdb, &["status", "disruptionsAllowed"])),
+        age(pdb, now),
     ]
 }
 

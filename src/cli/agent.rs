@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::agent::hollow::HollowConfig;
 use crate::agent::{self, AgentConfig};
 use crate::image::{ImageStore, ImageStoreConfig};
 use crate::runtime::container::ContainerRuntime;
@@ -27,6 +28,13 @@ pub struct AgentArgs {
     ca_cert: PathBuf,
     #[command(flatten)]
     node: NodeArgs,
+    /// Register this many simulated nodes instead of one real node: they run no pods but
+    /// report them Running (scale tests; see `wkube.dev/hollow-run-seconds`).
+    #[arg(long, default_value_t = 0)]
+    hollow: usize,
+    /// Spread hollow nodes over this many zones (`topology.kubernetes.io/zone=zone-<i>`).
+    #[arg(long, default_value_t = 0)]
+    hollow_zones: usize,
 }
 
 /// Settings of a node, shared by `wkube agent` and `wkube up`.
@@ -73,6 +81,46 @@ impl NodeArgs {
         self.node_name.clone().unwrap_or_else(hostname)
     }
 
+    /// `--node-label key=value` pairs.
+    fn labels(&self) -> anyhow::Result<Vec<(String, String)>> {
+        self.node_labels
+            .iter()
+            .map(|label| {
+                let (k, v) = label
+                    .split_once('=')
+                    .with_context(|| format!("--node-label {label:?} must be key=value"))?;
+                Ok((k.to_string(), v.to_string()))
+            })
+            .collect()
+    }
+
+    /// `--memory` in bytes.
+    fn memory_bytes(&self) -> anyhow::Result<Option<u64>> {
+        self.memory
+            .as_ref()
+            .map(|m| {
+                crate::api::validation::quantity_value(m)
+                    .map(|v| v as u64)
+                    .with_context(|| format!("invalid --memory {m:?}"))
+            })
+            .transpose()
+    }
+
+    /// `count` hollow nodes named after `--node-name` (default `hollow`), with this node's
+    /// capacity flags (default 4 CPUs, 16Gi each).
+    pub fn hollow(&self, count: usize, zones: usize) -> anyhow::Result<HollowConfig> {
+        Ok(HollowConfig {
+            prefix: self.node_name.clone().unwrap_or_else(|| "hollow".into()),
+            count,
+            zones,
+            cpu_millis: self.cpus.map_or(4000, |c| (c * 1000.0) as u64),
+            memory_bytes: self.memory_bytes()?.unwrap_or(16 << 30),
+            max_pods: self.max_pods,
+            labels: self.labels()?,
+            lease_renew_interval: Duration::from_secs_f64(self.lease_renew_interval.max(0.1)),
+        })
+    }
+
     /// The agent's data dir, or `default` when not given.
     pub fn agent_data_dir_or(&self, default: &Path) -> PathBuf {
         self.agent_data_dir
@@ -94,6 +142,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let ca_pem = std::fs::read_to_string(&args.ca_cert)
         .with_context(|| format!("reading {}", args.ca_cert.display()))?;
     let client = client_for(&args.server, &args.token, &ca_pem).await?;
+    if args.hollow > 0 {
+        let hollow = args.node.hollow(args.hollow, args.hollow_zones)?;
+        println!(
+            "wkube: registering {} hollow nodes ({}-0 ...) with {}",
+            hollow.count, hollow.prefix, args.server
+        );
+        return run_hollow(client, hollow, super::up::shutdown_signal()).await;
+    }
     let data_dir = args
         .node
         .agent_data_dir
@@ -144,6 +200,21 @@ fn linux_runtime(data_dir: &Path) -> anyhow::Result<Option<Arc<dyn PodRuntime>>>
     Ok(Some(Arc::new(runtime)))
 }
 
+/// Runs hollow nodes until `shutdown`.
+pub async fn run_hollow(
+    client: kube::Client,
+    hollow: HollowConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let count = hollow.count;
+    agent::hollow::run(client, hollow, async {
+        println!("wkube: {count} hollow nodes ready");
+        shutdown.await
+    })
+    .await
+    .context("running hollow nodes")
+}
+
 /// Runs a node agent until `shutdown`.
 pub async fn run_node(
     client: kube::Client,
@@ -173,21 +244,10 @@ pub async fn run_node(
     config.listen = node.agent_listen;
     config.max_pods = node.max_pods;
     config.cpu_millis = node.cpus.map(|c| (c * 1000.0) as u64);
-    config.memory_bytes = match &node.memory {
-        Some(m) => Some(
-            crate::api::validation::quantity_value(m)
-                .with_context(|| format!("invalid --memory {m:?}"))? as u64,
-        ),
-        None => None,
-    };
+    config.memory_bytes = node.memory_bytes()?;
     config.restart_backoff_initial = Duration::from_secs_f64(node.restart_backoff.max(0.0));
     config.lease_renew_interval = Duration::from_secs_f64(node.lease_renew_interval.max(0.1));
-    for label in &node.node_labels {
-        let (k, v) = label
-            .split_once('=')
-            .with_context(|| format!("--node-label {label:?} must be key=value"))?;
-        config.labels.push((k.to_string(), v.to_string()));
-    }
+    config.labels.extend(node.labels()?);
     agent::run(client, config, Arc::new(runtime), images, shutdown)
         .await
         .context("running the node agent")

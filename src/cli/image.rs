@@ -27,6 +27,10 @@ pub enum ImageCommand {
         name: String,
         #[arg(long, env = "WKUBE_DATA_DIR", default_value_os_t = super::default_data_dir())]
         data_dir: PathBuf,
+        /// The store of a `wkube agent` started with this `--agent-data-dir` (default: the
+        /// node of `wkube up`, DATA_DIR/agent).
+        #[arg(long)]
+        agent_data_dir: Option<PathBuf>,
     },
     /// List the images in the local node's store.
     Ls {
@@ -35,9 +39,9 @@ pub enum ImageCommand {
     },
 }
 
-fn store(data_dir: &std::path::Path) -> anyhow::Result<ImageStore> {
+fn store(agent_data_dir: &std::path::Path) -> anyhow::Result<ImageStore> {
     ImageStore::open(ImageStoreConfig {
-        root: data_dir.join("agent").join("images"),
+        root: agent_data_dir.join("images"),
         insecure_registries: Vec::new(),
     })
     .context("opening the image store")
@@ -65,8 +69,10 @@ pub async fn run(cmd: ImageCommand) -> anyhow::Result<()> {
             file,
             name,
             data_dir,
+            agent_data_dir,
         } => {
-            let img = store(&data_dir)?.import(&file, &name)?;
+            let agent_dir = agent_data_dir.unwrap_or_else(|| data_dir.join("agent"));
+            let img = store(&agent_dir)?.import(&file, &name)?;
             println!(
                 "wkube: imported {} as {} ({})",
                 file.display(),
@@ -76,7 +82,7 @@ pub async fn run(cmd: ImageCommand) -> anyhow::Result<()> {
         }
         ImageCommand::Ls { data_dir } => {
             println!("{:<50} {:<20} {:>10}", "REFERENCE", "DIGEST", "SIZE");
-            for img in store(&data_dir)?.list() {
+            for img in store(&data_dir.join("agent"))?.list() {
                 let short = img
                     .digest
                     .trim_start_matches("sha256:")

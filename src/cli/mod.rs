@@ -1,6 +1,7 @@
 //! The `wkube` command line.
 
 mod agent;
+mod controller_manager;
 mod image;
 mod kubeconfig;
 mod snapshot;
@@ -34,6 +35,8 @@ enum Command {
     Up(up::UpArgs),
     /// Join a cluster as a worker node: run its pods and serve their logs.
     Agent(agent::AgentArgs),
+    /// Run the workload, garbage-collection and node-lifecycle controllers against a cluster.
+    ControllerManager(controller_manager::ControllerManagerArgs),
     /// Push, import and list wasm images.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -70,6 +73,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Up(args) => up::run(args).await,
             Command::Agent(args) => agent::run(args).await,
+            Command::ControllerManager(args) => controller_manager::run(args).await,
             Command::Image(cmd) => image::run(cmd).await,
             Command::Snapshot(cmd) => snapshot::run(cmd).await,
         }

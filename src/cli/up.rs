@@ -30,14 +30,12 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 10_000)]
     history_revisions: u64,
 
-    /// Seconds a node's Lease may go unrenewed before the node is marked unreachable and its
-    /// pods are evicted (after their tolerationSeconds).
-    #[arg(long, default_value_t = 40)]
-    node_monitor_grace_period: u64,
+    #[command(flatten)]
+    controllers: super::controller_manager::ControllerFlags,
 
-    /// How long Events are kept, in seconds (the apiserver's `--event-ttl`).
-    #[arg(long, default_value_t = 3600)]
-    event_ttl: u64,
+    /// Run no controllers in this process (run `wkube controller-manager` beside it).
+    #[arg(long)]
+    no_controllers: bool,
 
     /// Run no node agent in this process (a control plane only; nodes join with `wkube agent`).
     #[arg(long)]
@@ -45,6 +43,14 @@ pub struct UpArgs {
 
     #[command(flatten)]
     node: super::agent::NodeArgs,
+
+    /// Also register this many hollow (simulated) nodes, for scale tests (`wkube agent --hollow`).
+    #[arg(long, default_value_t = 0)]
+    hollow_nodes: usize,
+
+    /// Spread the hollow nodes over this many zones.
+    #[arg(long, default_value_t = 0)]
+    hollow_zones: usize,
 
     /// Also add a `wkube` context to ~/.kube/config (or $KUBECONFIG's first file).
     #[arg(long)]
@@ -134,43 +140,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         stopped(),
     ));
     say("scheduler started");
-    // Workload controllers: API clients like the scheduler, run here until shutdown.
-    let controllers = vec![
-        tokio::spawn(crate::controllers::replicaset::run(
+    // Workload controllers: API clients like the scheduler, run here until shutdown (or in a
+    // process of their own, `wkube controller-manager`, when started with --no-controllers).
+    let controllers = (!args.no_controllers).then(|| {
+        tokio::spawn(crate::controllers::manager::run(
             client.clone(),
+            args.controllers.config(),
             stopped(),
-        )),
-        tokio::spawn(crate::controllers::deployment::run(
-            client.clone(),
-            stopped(),
-        )),
-        tokio::spawn(crate::controllers::daemonset::run(
-            client.clone(),
-            stopped(),
-        )),
-        tokio::spawn(crate::controllers::statefulset::run(
-            client.clone(),
-            stopped(),
-        )),
-        tokio::spawn(crate::controllers::job::run(client.clone(), stopped())),
-        tokio::spawn(crate::controllers::cronjob::run(client.clone(), stopped())),
-        tokio::spawn(crate::controllers::gc::run(client.clone(), stopped())),
-        tokio::spawn(crate::controllers::event_ttl::run(
-            client.clone(),
-            std::time::Duration::from_secs(args.event_ttl.max(1)),
-            stopped(),
-        )),
-        tokio::spawn(crate::controllers::node_lifecycle::run(
-            client.clone(),
-            crate::controllers::node_lifecycle::NodeLifecycleConfig {
-                grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period.max(1)),
-                period: std::time::Duration::from_secs(
-                    (args.node_monitor_grace_period / 4).clamp(1, 5),
-                ),
-            },
-            stopped(),
-        )),
-    ];
+        ))
+    });
     let agent = if args.no_agent {
         None
     } else {
@@ -189,6 +167,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
         }))
     };
+    let hollow = if args.hollow_nodes > 0 {
+        let config = args.node.hollow(args.hollow_nodes, args.hollow_zones)?;
+        say(&format!("registering {} hollow nodes", config.count));
+        Some(tokio::spawn(super::agent::run_hollow(
+            client.clone(),
+            config,
+            stopped(),
+        )))
+    } else {
+        None
+    };
     say(&format!("kubeconfig written to {}", kubeconfig.display()));
     say(&format!("ready in {} ms", started.elapsed().as_millis()));
     println!("\n    export KUBECONFIG={}\n", kubeconfig.display());
@@ -198,9 +187,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(agent) = agent {
         let _ = agent.await;
     }
+    if let Some(hollow) = hollow {
+        if let Ok(Err(e)) = hollow.await {
+            eprintln!("wkube: hollow nodes failed: {e:#}");
+        }
+    }
     let _ = scheduler.await;
-    for controller in controllers {
-        let _ = controller.await;
+    if let Some(controllers) = controllers {
+        let _ = controllers.await;
     }
     let _ = serving.await;
     say("shutting down");

@@ -49,14 +49,50 @@ pub enum Error {
 struct Ctx {
     client: Client,
     events: Recorder,
+    clock: Clock,
+}
+
+/// The time schedules are read against: the wall clock, or one that runs `scale` times faster
+/// from the moment the controller starts (`wkube up --cronjob-time-scale`, so that tests see
+/// several `* * * * *` activations in seconds). Only scheduling reads it; the Jobs' own
+/// timestamps stay real.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start_ms: i64,
+    scale: u32,
+}
+
+impl Clock {
+    pub fn scaled(scale: u32) -> Self {
+        Clock {
+            start_ms: chrono::Utc::now().timestamp_millis(),
+            scale: scale.max(1),
+        }
+    }
+
+    /// Unix seconds on this clock.
+    fn now(&self) -> i64 {
+        let elapsed = chrono::Utc::now().timestamp_millis() - self.start_ms;
+        (self.start_ms + elapsed * i64::from(self.scale)) / 1000
+    }
+
+    /// The real wait until `seconds` have passed on this clock.
+    fn real_wait(&self, seconds: i64) -> Duration {
+        Duration::from_millis((seconds.max(0) as u64) * 1000 / u64::from(self.scale))
+    }
 }
 
 /// Runs the CronJob controller until `shutdown` completes.
-pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'static) {
+pub async fn run(
+    client: Client,
+    clock: Clock,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let shutdown = super::sync_shutdown(shutdown);
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         events: Recorder::new(client.clone(), "cronjob-controller"),
+        clock,
     });
     info!("cronjob controller started");
     Controller::new(
@@ -295,10 +331,6 @@ fn unix(t: &Time) -> i64 {
     t.0.as_second()
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 async fn event(ctx: &Ctx, cj: &CronJob, type_: EventType, reason: &str, note: String) {
     let involved = Involved::of(cj);
     match type_ {
@@ -367,7 +399,7 @@ async fn reconcile(cached: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error>
     let spec = cj.spec.clone().unwrap_or_default();
     let old_status = cj.status.clone().unwrap_or_default();
     let mut status = old_status.clone();
-    let now_s = now();
+    let now_s = ctx.clock.now();
 
     // 1. Fold the owned Jobs into the status.
     let children: Vec<Job> = jobs_api
@@ -589,9 +621,9 @@ async fn reconcile(cached: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error>
             }
         }
         if spec.suspend != Some(true) {
-            requeue = sched.next_after(now_s).map(|next| {
-                Duration::from_secs((next - now_s).max(0) as u64) + Duration::from_millis(100)
-            });
+            requeue = sched
+                .next_after(now_s)
+                .map(|next| ctx.clock.real_wait(next - now_s) + Duration::from_millis(100));
         }
     }
 

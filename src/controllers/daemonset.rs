@@ -19,8 +19,9 @@ use serde_json::{json, Value};
 use tracing::{debug, info};
 
 use super::deployment::plan::template_hash;
-use super::replicaset::{controller_ref, is_active, is_ready, selector_matches};
+use super::replicaset::{controller_ref, is_active, is_ready};
 use crate::events::{Involved, Recorder};
+use crate::label_selector;
 
 const HASH_LABEL: &str = "controller-revision-hash";
 
@@ -191,7 +192,7 @@ async fn reconcile(cached: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Erro
         .into_iter()
         .filter(|p| controller_ref(p).is_some_and(|r| r.uid == uid))
         .filter(|p| {
-            selector_matches(
+            label_selector::selects(
                 &spec.selector,
                 p.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
             )

@@ -181,7 +181,7 @@ impl Sync {
                     let labels = rs.metadata.labels.clone().unwrap_or_default();
                     if rs.metadata.deletion_timestamp.is_some()
                         || self.d.metadata.deletion_timestamp.is_some()
-                        || !plan::selector_matches(&sel, &labels)
+                        || !crate::label_selector::selects(&sel, &labels)
                     {
                         continue;
                     }

@@ -53,18 +53,29 @@ pub enum Error {
     Invalid(String),
 }
 
+/// Upstream's cap on the delay before a failed pod is replaced.
+const MAX_POD_FAILURE_BACKOFF: Duration = Duration::from_secs(600);
+
 struct Ctx {
     client: Client,
     events: Recorder,
+    /// The delay before the first replacement of a failed pod (upstream: 10 s); it doubles with
+    /// each further failure since the last success.
+    failure_backoff: Duration,
 }
 
 /// Runs the Job controller until `shutdown` completes.
-pub async fn run(client: Client, shutdown: impl Future<Output = ()> + Send + 'static) {
+pub async fn run(
+    client: Client,
+    failure_backoff: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let shutdown = super::sync_shutdown(shutdown);
     let sweeper = tokio::spawn(sweep_orphans(client.clone()));
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         events: Recorder::new(client.clone(), "job-controller"),
+        failure_backoff,
     });
     info!("job controller started");
     Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
@@ -104,6 +115,8 @@ pub struct Observed {
     pub completed_indexes: BTreeSet<i32>,
     /// Seconds since the Job started (None while it has not started).
     pub running_for: Option<i64>,
+    /// How much longer new pods must wait after recent failures.
+    pub backoff: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,14 +140,26 @@ pub struct Plan {
     pub create: Vec<Option<i32>>,
     /// Active pods to delete, by name.
     pub delete: Vec<String>,
+    /// Pods are wanted but held back by the failure back-off for this long.
+    pub wait: Option<Duration>,
 }
 
 fn is_indexed(spec: &JobSpec) -> bool {
     spec.completion_mode.as_deref() == Some("Indexed")
 }
 
-/// Upstream's `syncJob` / `manageJob` decisions for an unfinished Job.
+/// Upstream's `syncJob` / `manageJob` decisions for an unfinished Job, with new pods held back
+/// while the failure back-off runs.
 pub fn plan(spec: &JobSpec, obs: &Observed) -> Plan {
+    let mut plan = plan_pods(spec, obs);
+    if !plan.create.is_empty() && !obs.backoff.is_zero() {
+        plan.create.clear();
+        plan.wait = Some(obs.backoff);
+    }
+    plan
+}
+
+fn plan_pods(spec: &JobSpec, obs: &Observed) -> Plan {
     let mut plan = Plan::default();
     let all_active = || {
         obs.active
@@ -351,6 +376,44 @@ fn outcome(pod: &Pod) -> Option<bool> {
         _ if pod.metadata.deletion_timestamp.is_some() => Some(false),
         _ => None,
     }
+}
+
+/// When a finished pod's last container ended (its creation time if it never ran).
+fn finished_at(pod: &Pod) -> Option<i64> {
+    let status = pod.status.as_ref();
+    let terminated = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+        .map(unix)
+        .max();
+    terminated.or_else(|| pod.metadata.creation_timestamp.as_ref().map(unix))
+}
+
+/// What remains of the failure back-off at `now`: after `n` failures since the last success
+/// (upstream's backoff record, rebuilt from the pods), new pods wait `base * 2^(n-1)` (capped)
+/// from the last failure.
+pub fn failure_backoff(pods: &[Pod], base: Duration, now: i64) -> Duration {
+    let finished: Vec<(i64, bool)> = pods
+        .iter()
+        .filter_map(|p| Some((finished_at(p)?, outcome(p)?)))
+        .collect();
+    let last_success = finished.iter().filter(|(_, ok)| *ok).map(|(t, _)| *t).max();
+    let failures: Vec<i64> = finished
+        .iter()
+        .filter(|(t, ok)| !ok && last_success.is_none_or(|s| *t >= s))
+        .map(|(t, _)| *t)
+        .collect();
+    let Some(last_failure) = failures.iter().max() else {
+        return Duration::ZERO;
+    };
+    let doublings = (failures.len() as u32 - 1).min(16);
+    let delay = base
+        .saturating_mul(1 << doublings)
+        .min(MAX_POD_FAILURE_BACKOFF);
+    let since = Duration::from_secs((now - last_failure).max(0) as u64);
+    delay.saturating_sub(since)
 }
 
 fn is_ready(pod: &Pod) -> bool {
@@ -627,6 +690,7 @@ async fn reconcile(cached: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 .collect(),
             completed_indexes: completed.clone(),
             running_for: status.start_time.as_ref().map(|t| unix(&now_t) - unix(t)),
+            backoff: failure_backoff(&pods, ctx.failure_backoff, unix(&now_t)),
         };
         let plan = plan(&spec, &obs);
         for victim in &plan.delete {
@@ -705,6 +769,10 @@ async fn reconcile(cached: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 finish_event = plan.finish.clone();
             }
             None => {
+                if let Some(wait) = plan.wait {
+                    // One second more than the back-off: the pod times have second resolution.
+                    requeue = requeue.min(wait + Duration::from_secs(1));
+                }
                 if let (Some(deadline), Some(start)) =
                     (spec.active_deadline_seconds, &status.start_time)
                 {
@@ -855,6 +923,77 @@ async fn sweep_orphans(client: Client) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn finished_pod(ok: bool, finished: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"phase": if ok {"Succeeded"} else {"Failed"}, "containerStatuses": [{
+                "name": "main", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": if ok {0} else {1}, "finishedAt": finished}}}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn failures_since_the_last_success_double_the_wait() {
+        let base = Duration::from_secs(10);
+        let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp();
+        let at = |s: &str| finished_pod(false, s);
+        let one = vec![at("2026-01-01T00:01:00Z")];
+        assert_eq!(
+            failure_backoff(&one, base, t("2026-01-01T00:01:04Z")),
+            Duration::from_secs(6)
+        );
+        assert_eq!(
+            failure_backoff(&one, base, t("2026-01-01T00:01:30Z")),
+            Duration::ZERO
+        );
+        let three = vec![
+            at("2026-01-01T00:01:00Z"),
+            at("2026-01-01T00:01:20Z"),
+            at("2026-01-01T00:02:00Z"),
+        ];
+        assert_eq!(
+            failure_backoff(&three, base, t("2026-01-01T00:02:00Z")),
+            Duration::from_secs(40)
+        );
+        // A success resets the count: only the failure after it counts.
+        let mut reset = three.clone();
+        reset.push(finished_pod(true, "2026-01-01T00:01:50Z"));
+        assert_eq!(
+            failure_backoff(&reset, base, t("2026-01-01T00:02:00Z")),
+            Duration::from_secs(10)
+        );
+        // Capped at ten minutes.
+        let many: Vec<Pod> = (0..12)
+            .map(|i| at(&format!("2026-01-01T00:{i:02}:00Z")))
+            .collect();
+        assert_eq!(
+            failure_backoff(&many, base, t("2026-01-01T00:11:00Z")),
+            MAX_POD_FAILURE_BACKOFF
+        );
+    }
+
+    #[test]
+    fn the_back_off_holds_new_pods_only() {
+        let s = spec(Some(3), 2);
+        let obs = Observed {
+            backoff: Duration::from_secs(5),
+            ..Observed::default()
+        };
+        let p = plan(&s, &obs);
+        assert!(p.create.is_empty());
+        assert_eq!(p.wait, Some(Duration::from_secs(5)));
+        let failed = Observed {
+            failed: 7,
+            backoff: Duration::from_secs(5),
+            ..Observed::default()
+        };
+        assert!(
+            plan(&s, &failed).finish.is_some(),
+            "the back-off never delays failing"
+        );
+    }
 
     fn spec(completions: Option<i32>, parallelism: i32) -> JobSpec {
         JobSpec {

@@ -8,9 +8,11 @@
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod event_ttl;
 pub mod gc;
 pub mod job;
+pub mod manager;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod replicaset;

@@ -12,7 +12,6 @@
 //! deletion by the previous one: it cannot create twice, and it converges after any crash.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,7 +78,7 @@ pub async fn run(client: kube::Client, shutdown: impl Future<Output = ()> + Send
                 .filter(|rs| {
                     rs.spec
                         .as_ref()
-                        .is_some_and(|s| selector_matches(&s.selector, &labels))
+                        .is_some_and(|s| crate::label_selector::selects(&s.selector, &labels))
                 })
                 .map(|rs| ObjectRef::from_obj(rs.as_ref()))
                 .collect::<Vec<_>>()
@@ -366,37 +365,6 @@ async fn release(api: &Api<Pod>, rs_uid: &str, pod: &Pod) -> Result<Pod, kube::E
 // ---------------------------------------------------------------------------------------
 // Pure parts.
 
-/// Whether a label selector (matchLabels and matchExpressions) selects these labels.
-/// An empty selector selects nothing here (apps/v1 validation forbids it anyway).
-pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let ml = sel.match_labels.as_ref().filter(|m| !m.is_empty());
-    let me = sel.match_expressions.as_ref().filter(|m| !m.is_empty());
-    if ml.is_none() && me.is_none() {
-        return false;
-    }
-    if let Some(ml) = ml {
-        if !ml.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-            return false;
-        }
-    }
-    if let Some(me) = me {
-        for e in me {
-            let values = e.values.as_deref().unwrap_or_default();
-            let ok = match e.operator.as_str() {
-                "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
-                "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
-                "Exists" => labels.contains_key(&e.key),
-                "DoesNotExist" => !labels.contains_key(&e.key),
-                _ => false,
-            };
-            if !ok {
-                return false;
-            }
-        }
-    }
-    true
-}
-
 /// The controller ownerReference of an object, if any.
 pub fn controller_ref<K: kube::Resource>(obj: &K) -> Option<&OwnerReference> {
     obj.meta()
@@ -421,7 +389,7 @@ pub enum Claim {
 
 /// Upstream's ClaimPods decision for one pod.
 pub fn claim(rs_uid: &str, selector: &LabelSelector, pod: &Pod, rs_deleting: bool) -> Claim {
-    let matches = selector_matches(selector, pod.labels());
+    let matches = crate::label_selector::selects(selector, pod.labels());
     match controller_ref(pod) {
         Some(r) if r.uid == rs_uid => {
             if matches {
@@ -680,7 +648,7 @@ mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
-    fn labels(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn labels(kv: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
         kv.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
@@ -704,34 +672,6 @@ mod tests {
 
     fn pod(v: Value) -> Pod {
         serde_json::from_value(v).unwrap()
-    }
-
-    #[test]
-    fn selectors() {
-        let l = labels(&[("app", "web"), ("tier", "fe")]);
-        assert!(selector_matches(&sel(&[("app", "web")], vec![]), &l));
-        assert!(!selector_matches(&sel(&[("app", "db")], vec![]), &l));
-        assert!(!selector_matches(&sel(&[], vec![]), &l));
-        assert!(selector_matches(
-            &sel(&[], vec![("tier", "In", vec!["fe", "be"])]),
-            &l
-        ));
-        assert!(!selector_matches(
-            &sel(&[], vec![("tier", "NotIn", vec!["fe"])]),
-            &l
-        ));
-        assert!(selector_matches(
-            &sel(&[], vec![("env", "NotIn", vec!["prod"])]),
-            &l
-        ));
-        assert!(selector_matches(
-            &sel(&[], vec![("app", "Exists", vec![])]),
-            &l
-        ));
-        assert!(!selector_matches(
-            &sel(&[("app", "web")], vec![("app", "DoesNotExist", vec![])]),
-            &l
-        ));
     }
 
     fn owned_pod(uid: &str, app: &str) -> Pod {

@@ -57,6 +57,7 @@ impl Cache {
                 info.requested = old.requested.clone();
                 info.non_zero_requested = old.non_zero_requested.clone();
                 info.pod_count = old.pod_count;
+                info.pods = old.pods.clone();
                 if *old == info {
                     return false;
                 }

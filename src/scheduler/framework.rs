@@ -7,9 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    Node, NodeSelector, Pod, PreferredSchedulingTerm, Taint, Toleration,
+    Node, NodeSelector, Pod, PodAffinityTerm, PreferredSchedulingTerm, Taint, Toleration,
+    TopologySpreadConstraint, WeightedPodAffinityTerm,
 };
 use k8s_openapi::jiff::Timestamp;
 use rand::Rng;
@@ -54,6 +56,62 @@ pub struct PodInfo {
     pub runtime: String,
     /// `spec.preemptionPolicy: Never`; only changes the failure message (no preemption here).
     pub preemption_never: bool,
+    pub labels: BTreeMap<String, String>,
+    /// `affinity.podAffinity` and `affinity.podAntiAffinity`.
+    pub pod_affinity: PodAffinityRules,
+    pub topology_spread: Vec<TopologySpreadConstraint>,
+    /// Being deleted (upstream's topology spreading does not count such pods).
+    pub terminating: bool,
+}
+
+/// A pod's inter-pod (anti-)affinity terms, required and preferred.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodAffinityRules {
+    pub required: Vec<PodAffinityTerm>,
+    pub preferred: Vec<WeightedPodAffinityTerm>,
+    pub required_anti: Vec<PodAffinityTerm>,
+    pub preferred_anti: Vec<WeightedPodAffinityTerm>,
+}
+
+impl PodAffinityRules {
+    fn of(spec: &k8s_openapi::api::core::v1::PodSpec) -> Self {
+        let affinity = spec.affinity.as_ref();
+        let pa = affinity.and_then(|a| a.pod_affinity.as_ref());
+        let anti = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
+        PodAffinityRules {
+            required: pa
+                .and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .clone()
+                })
+                .unwrap_or_default(),
+            preferred: pa
+                .and_then(|a| {
+                    a.preferred_during_scheduling_ignored_during_execution
+                        .clone()
+                })
+                .unwrap_or_default(),
+            required_anti: anti
+                .and_then(|a| {
+                    a.required_during_scheduling_ignored_during_execution
+                        .clone()
+                })
+                .unwrap_or_default(),
+            preferred_anti: anti
+                .and_then(|a| {
+                    a.preferred_during_scheduling_ignored_during_execution
+                        .clone()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.required.is_empty()
+            && self.preferred.is_empty()
+            && self.required_anti.is_empty()
+            && self.preferred_anti.is_empty()
+    }
 }
 
 impl PodInfo {
@@ -86,6 +144,10 @@ impl PodInfo {
             tolerations: spec.tolerations.clone().unwrap_or_default(),
             runtime: pod_runtime(pod),
             preemption_never: spec.preemption_policy.as_deref() == Some("Never"),
+            labels: meta.labels.clone().unwrap_or_default(),
+            pod_affinity: PodAffinityRules::of(&spec),
+            topology_spread: spec.topology_spread_constraints.clone().unwrap_or_default(),
+            terminating: meta.deletion_timestamp.is_some(),
         }
     }
 
@@ -156,6 +218,8 @@ pub struct NodeInfo {
     pub pod_count: i64,
     /// From the [`RUNTIMES_LABEL`] label.
     pub runtimes: BTreeSet<String>,
+    /// The pods assigned (or assumed) here, for the rules that look at other pods.
+    pub pods: Vec<Arc<PodInfo>>,
 }
 
 impl NodeInfo {
@@ -203,6 +267,7 @@ impl NodeInfo {
             non_zero_requested: Resources::default(),
             pod_count: 0,
             runtimes,
+            pods: Vec::new(),
         }
     }
 
@@ -211,12 +276,20 @@ impl NodeInfo {
         self.requested.add(&pod.requests);
         self.non_zero_requested.add(&pod.non_zero_requests);
         self.pod_count += 1;
+        self.pods.push(Arc::new(pod.clone()));
     }
 
     pub fn remove_pod(&mut self, pod: &PodInfo) {
         self.requested.sub(&pod.requests);
         self.non_zero_requested.sub(&pod.non_zero_requests);
         self.pod_count -= 1;
+        if let Some(i) = self
+            .pods
+            .iter()
+            .position(|p| p.uid == pod.uid && p.name == pod.name && p.namespace == pod.namespace)
+        {
+            self.pods.swap_remove(i);
+        }
     }
 }
 
@@ -277,6 +350,40 @@ pub trait ScorePlugin: Send + Sync {
     /// Maps the raw scores of all feasible nodes into `0..=MAX_NODE_SCORE` (upstream's
     /// `NormalizeScore`), for plugins whose raw score is a count or a sum of weights.
     fn normalize(&self, _pod: &PodInfo, _scores: &mut [i64]) {}
+}
+
+/// A placement rule that depends on the pods of other nodes (inter-pod affinity, topology
+/// spread). Once per scheduling cycle it sees every node and returns the per-node check for
+/// this pod — upstream's PreFilter + Filter, with the cycle state owned by the returned value
+/// instead of a shared map. `None`: the pod has nothing for this rule to check.
+pub trait ClusterFilterPlugin: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn pre_filter(&self, pod: &PodInfo, nodes: &[&NodeInfo]) -> Option<Box<dyn NodeFilter>>;
+}
+
+/// The per-node half of a [`ClusterFilterPlugin`].
+pub trait NodeFilter {
+    fn filter(&self, node: &NodeInfo) -> Result<(), Reason>;
+}
+
+/// A ranking that depends on the pods of other nodes: once per cycle, over all nodes and the
+/// feasible ones, it prepares a per-node scorer (upstream's PreScore + Score + NormalizeScore).
+pub trait ClusterScorePlugin: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn weight(&self) -> i64;
+    fn pre_score(
+        &self,
+        pod: &PodInfo,
+        all: &[&NodeInfo],
+        feasible: &[&NodeInfo],
+    ) -> Option<Box<dyn NodeScorer>>;
+}
+
+/// The per-node half of a [`ClusterScorePlugin`]; raw scores are normalized over all feasible
+/// nodes into `0..=MAX_NODE_SCORE`.
+pub trait NodeScorer {
+    fn score(&self, node: &NodeInfo) -> i64;
+    fn normalize(&self, scores: &mut [i64]);
 }
 
 /// Upstream's `DefaultNormalizeScore`: scale to the highest raw score, optionally reversed
@@ -387,22 +494,46 @@ pub struct Decision {
 pub struct Framework {
     filters: Vec<Box<dyn FilterPlugin>>,
     scores: Vec<Box<dyn ScorePlugin>>,
+    cluster_filters: Vec<Box<dyn ClusterFilterPlugin>>,
+    cluster_scores: Vec<Box<dyn ClusterScorePlugin>>,
 }
 
 impl Framework {
     pub fn new(filters: Vec<Box<dyn FilterPlugin>>, scores: Vec<Box<dyn ScorePlugin>>) -> Self {
-        Framework { filters, scores }
+        Framework {
+            filters,
+            scores,
+            cluster_filters: Vec::new(),
+            cluster_scores: Vec::new(),
+        }
+    }
+
+    /// Adds the rules that look across nodes; they run after the per-node ones.
+    pub fn with_cluster_plugins(
+        mut self,
+        filters: Vec<Box<dyn ClusterFilterPlugin>>,
+        scores: Vec<Box<dyn ClusterScorePlugin>>,
+    ) -> Self {
+        self.cluster_filters = filters;
+        self.cluster_scores = scores;
+        self
     }
 
     pub fn filter_names(&self) -> Vec<&'static str> {
-        self.filters.iter().map(|p| p.name()).collect()
+        let per_node = self.filters.iter().map(|p| p.name());
+        per_node
+            .chain(self.cluster_filters.iter().map(|p| p.name()))
+            .collect()
     }
 
     pub fn score_names(&self) -> Vec<&'static str> {
-        self.scores.iter().map(|p| p.name()).collect()
+        let per_node = self.scores.iter().map(|p| p.name());
+        per_node
+            .chain(self.cluster_scores.iter().map(|p| p.name()))
+            .collect()
     }
 
-    /// Runs the filters on one node; the first failure wins.
+    /// Runs the per-node filters on one node; the first failure wins.
     pub fn run_filters(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Reason> {
         for plugin in &self.filters {
             plugin.filter(pod, node)?;
@@ -411,14 +542,23 @@ impl Framework {
     }
 
     /// Weighted total score per node, in the order given.
-    pub fn run_scores(&self, pod: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
+    pub fn run_scores(&self, pod: &PodInfo, all: &[&NodeInfo], nodes: &[&NodeInfo]) -> Vec<i64> {
         let mut totals = vec![0i64; nodes.len()];
+        let mut add = |raw: Vec<i64>, weight: i64| {
+            for (total, s) in totals.iter_mut().zip(raw) {
+                *total += s.clamp(0, MAX_NODE_SCORE) * weight;
+            }
+        };
         for plugin in &self.scores {
             let mut raw: Vec<i64> = nodes.iter().map(|n| plugin.score(pod, n)).collect();
             plugin.normalize(pod, &mut raw);
-            let weight = plugin.weight();
-            for (total, s) in totals.iter_mut().zip(raw) {
-                *total += s.clamp(0, MAX_NODE_SCORE) * weight;
+            add(raw, plugin.weight());
+        }
+        for plugin in &self.cluster_scores {
+            if let Some(scorer) = plugin.pre_score(pod, all, nodes) {
+                let mut raw: Vec<i64> = nodes.iter().map(|n| scorer.score(n)).collect();
+                scorer.normalize(&mut raw);
+                add(raw, plugin.weight());
             }
         }
         totals
@@ -436,7 +576,13 @@ impl Framework {
         let mut reasons = BTreeMap::new();
         let mut num_nodes = 0;
         let name_restriction = node_name_restriction(pod);
-        for node in nodes {
+        let all: Vec<&NodeInfo> = nodes.into_iter().collect();
+        let cluster_checks: Vec<Box<dyn NodeFilter>> = self
+            .cluster_filters
+            .iter()
+            .filter_map(|p| p.pre_filter(pod, &all))
+            .collect();
+        for &node in &all {
             num_nodes += 1;
             if let Some(allowed) = &name_restriction {
                 // Upstream's NodeAffinity PreFilter narrows the candidates to these names;
@@ -449,7 +595,10 @@ impl Framework {
                     continue;
                 }
             }
-            match self.run_filters(pod, node) {
+            let verdict = self
+                .run_filters(pod, node)
+                .and_then(|()| cluster_checks.iter().try_for_each(|c| c.filter(node)));
+            match verdict {
                 Ok(()) => feasible.push(node),
                 Err(reason) => {
                     reasons.insert(node.name.clone(), reason);
@@ -474,7 +623,7 @@ impl Framework {
                 score: 0,
             });
         }
-        let scores = self.run_scores(pod, &feasible);
+        let scores = self.run_scores(pod, &all, &feasible);
         let best = scores.iter().copied().max().unwrap_or(0);
         let winners: Vec<usize> = (0..feasible_nodes).filter(|i| scores[*i] == best).collect();
         let pick = winners[rng.random_range(0..winners.len())];

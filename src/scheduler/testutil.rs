@@ -25,6 +25,7 @@ pub fn node(name: &str) -> NodeInfo {
         non_zero_requested: Resources::default(),
         pod_count: 0,
         runtimes: BTreeSet::from(["wasmtime".to_string()]),
+        pods: vec![],
     }
 }
 
@@ -48,6 +49,10 @@ pub fn pod(name: &str) -> PodInfo {
         tolerations: vec![],
         runtime: "wasmtime".into(),
         preemption_never: false,
+        labels: BTreeMap::new(),
+        pod_affinity: Default::default(),
+        topology_spread: vec![],
+        terminating: false,
     }
 }
 

@@ -107,6 +107,22 @@ pub(crate) fn begin_durable_write(db: &Database) -> Result<WriteTransaction, Sto
     Ok(txn)
 }
 
+/// Begins a write transaction that is made durable by the next durable commit rather than by
+/// its own fsync.
+///
+/// Only for applying committed raft entries to the state machine: the entries are already
+/// fsynced in the raft log, and `last_applied` is written in the same transaction as their
+/// effects, so a crash that loses such a commit loses `last_applied` with it and openraft
+/// re-applies the same entries (deterministically, to the same revisions) before the store
+/// opens. Every raft-log commit (append, truncate, purge) is durable and redb persists all
+/// earlier commits with it, so logs are never purged past what is durably applied.
+pub(crate) fn begin_replayable_write(db: &Database) -> Result<WriteTransaction, StoreError> {
+    let mut txn = db.begin_write().ctx("begin write transaction")?;
+    txn.set_durability(redb::Durability::None)
+        .ctx("set durability")?;
+    Ok(txn)
+}
+
 /// Creates every table so that read transactions never see a missing one.
 pub(crate) fn create_tables(db: &Database) -> Result<(), StoreError> {
     let txn = begin_durable_write(db)?;

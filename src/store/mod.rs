@@ -117,7 +117,17 @@ async fn close_db(slot: &DbSlot) -> Result<(), StoreError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match Arc::try_unwrap(db) {
-            Ok(d) => return blocking(move || d.close().ctx("close database")).await,
+            Ok(d) => {
+                return blocking(move || {
+                    // Persist the state machine's last (replayable) commits, so a clean stop
+                    // needs no replay on the next start.
+                    begin_durable_write(&d)?
+                        .commit()
+                        .ctx("final durable commit")?;
+                    d.close().ctx("close database")
+                })
+                .await;
+            }
             Err(still_shared) => {
                 if Instant::now() > deadline {
                     tracing::warn!("database still in use 10s after shutdown; leaving it to drop");

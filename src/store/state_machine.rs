@@ -2,8 +2,10 @@
 //! installs snapshots, and publishes watch events.
 //!
 //! A batch of entries is applied in one redb write transaction that also records
-//! `last_applied`, committed with `Durability::Immediate`; events are published only after
-//! that commit, so a watcher never sees a change that a crash could undo.
+//! `last_applied`. It is not fsynced on its own (see `begin_replayable_write`): the entries are
+//! durable in the raft log, and a crash only makes openraft apply them again, to the same
+//! revisions. Events are published after the commit, so a watcher never sees a change that a
+//! crash could undo: what it saw is in the durable log and comes back identically.
 
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ use redb::ReadableDatabase;
 use tokio::io::AsyncSeekExt;
 use tracing::Instrument;
 
-use super::db::{begin_durable_write, raft_err, Ctx, DbSlot, SM_META};
+use super::db::{begin_durable_write, begin_replayable_write, raft_err, Ctx, DbSlot, SM_META};
 use super::log_store::blocking;
 use super::mvcc::{read_meta, SmMeta, SmTables};
 use super::raft::{Entry, LogId, NodeId, Request, Response, StoredMembership, TypeConfig};
@@ -81,10 +83,10 @@ fn empty_outcome(meta: &SmMeta) -> Response {
     })
 }
 
-/// Applies a batch of committed entries in one durable redb transaction.
+/// Applies a batch of committed entries in one redb transaction.
 fn apply_blocking(shared: &SmShared, entries: Vec<Entry>) -> Result<ApplyOutput, StoreError> {
     let db = shared.db.get()?;
-    let txn = begin_durable_write(&db)?;
+    let txn = begin_replayable_write(&db)?;
     let mut responses = Vec::with_capacity(entries.len());
     let mut published = Vec::new();
     let meta = {

@@ -335,3 +335,34 @@ impl Cluster {
         }
     }
 }
+
+impl Cluster {
+    /// Imports the example workloads (as [`Cluster::import_examples`] names them) into the store
+    /// of the agent `join_agent(name, ..)` starts; call it before joining the agent.
+    pub fn import_examples_for_agent(&self, name: &str) {
+        let dir = wasm_examples();
+        let agent_dir = self.dir.path().join(format!("agent-{name}"));
+        let agent_dir = agent_dir.to_string_lossy().to_string();
+        for (file, image) in [
+            ("hello-rust.wasm", "wkube.local/hello-rust:v1"),
+            ("hello-component.wasm", "wkube.local/hello-component:v1"),
+            ("hello-c.wasm", "wkube.local/hello-c:v1"),
+        ] {
+            let path = dir.join(file).to_string_lossy().to_string();
+            let out = self.wkube(&[
+                "image",
+                "import",
+                &path,
+                "--name",
+                image,
+                "--agent-data-dir",
+                &agent_dir,
+            ]);
+            assert!(
+                out.status.success(),
+                "import {file} for {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

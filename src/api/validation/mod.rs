@@ -14,6 +14,7 @@ mod json;
 mod meta;
 mod names;
 mod pod;
+mod policy;
 mod quantity;
 mod service;
 mod workloads;
@@ -333,6 +334,7 @@ fn validate_kind(kind: Kind, obj: &Value, old: Option<&Value>) -> Vec<FieldError
         Kind::Namespace => cluster::validate_namespace(obj),
         Kind::Node => cluster::validate_node(obj),
         Kind::PriorityClass => cluster::validate_priority_class(obj),
+        Kind::PodDisruptionBudget => policy::validate_pod_disruption_budget(obj),
         Kind::Lease => cluster::validate_lease(obj),
         Kind::CoreEvent => cluster::validate_event(obj, false),
         Kind::EventsEvent => cluster::validate_event(obj, true),

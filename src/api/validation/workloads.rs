@@ -369,7 +369,7 @@ fn int_or_string(v: Option<&Value>) -> String {
 }
 
 /// A non-negative integer or a percentage string.
-fn validate_int_or_percent(v: Option<&Value>, path: &Path) -> Vec<FieldError> {
+pub(super) fn validate_int_or_percent(v: Option<&Value>, path: &Path) -> Vec<FieldError> {
     match v {
         Some(Value::String(s)) => super::names::is_valid_percent(s)
             .iter()
@@ -389,7 +389,7 @@ fn int_or_percent_value(v: Option<&Value>) -> i64 {
     }
 }
 
-fn not_more_than_100_percent(v: Option<&Value>, path: &Path) -> Vec<FieldError> {
+pub(super) fn not_more_than_100_percent(v: Option<&Value>, path: &Path) -> Vec<FieldError> {
     match v {
         Some(Value::String(s)) if s.ends_with('%') && int_or_percent_value(v) > 100 => {
             vec![FieldError::invalid(

@@ -6,9 +6,7 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStatus, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, LabelSelectorRequirement, ObjectMeta,
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
@@ -439,44 +437,4 @@ fn paused_condition_is_unknown() {
     let p = condition(&s, PROGRESSING).unwrap();
     assert_eq!(p.reason.as_deref(), Some(RESUMED));
     assert_eq!(p.message.as_deref(), Some("Deployment is resumed"));
-}
-
-#[test]
-fn selectors_match_labels_and_expressions() {
-    let labels = BTreeMap::from([("app".to_string(), "web".to_string())]);
-    let sel = |ml: &[(&str, &str)], ex: Vec<LabelSelectorRequirement>| LabelSelector {
-        match_labels: Some(
-            ml.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ),
-        match_expressions: Some(ex),
-    };
-    assert!(selector_matches(&sel(&[("app", "web")], vec![]), &labels));
-    assert!(!selector_matches(&sel(&[("app", "db")], vec![]), &labels));
-    assert!(
-        !selector_matches(&sel(&[], vec![]), &labels),
-        "empty selects nothing"
-    );
-    let req = |op: &str, vals: &[&str]| LabelSelectorRequirement {
-        key: "app".into(),
-        operator: op.into(),
-        values: Some(vals.iter().map(|s| s.to_string()).collect()),
-    };
-    assert!(selector_matches(
-        &sel(&[], vec![req("In", &["web", "x"])]),
-        &labels
-    ));
-    assert!(!selector_matches(
-        &sel(&[], vec![req("NotIn", &["web"])]),
-        &labels
-    ));
-    assert!(selector_matches(
-        &sel(&[], vec![req("Exists", &[])]),
-        &labels
-    ));
-    assert!(!selector_matches(
-        &sel(&[], vec![req("DoesNotExist", &[])]),
-        &labels
-    ));
 }
