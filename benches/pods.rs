@@ -247,6 +247,7 @@ async fn runtime_vs_process(wasm: &Path) {
         reference: "bench/hello".into(),
         digest: "sha256:bench".into(),
         wasm_path: wasm.to_path_buf(),
+        container: None,
     };
     runtime.prepare(&image).await.expect("compile");
     let spec = ContainerSpec {

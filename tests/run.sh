@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: kubectl (the client under test), a C toolchain for wasm guests, an OCI
-# registry and skopeo for image tests.
+# registry and skopeo for image tests, libseccomp and pkg-config to build libcontainer, and
+# busybox-static for the Linux container tests' images.
 need_apt=()
 command -v kubectl >/dev/null 2>&1 || need_apt+=(kubectl)
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
@@ -15,6 +16,9 @@ command -v wasm-ld >/dev/null 2>&1 || need_apt+=(lld)
 ls /usr/lib/llvm-14/lib/clang/14*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 || need_apt+=(libclang-rt-14-dev-wasm32)
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+pkg-config --exists libseccomp 2>/dev/null || need_apt+=(libseccomp-dev)
+[ -x /bin/busybox ] || need_apt+=(busybox-static)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

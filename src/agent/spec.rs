@@ -324,6 +324,39 @@ pub fn argv(container: &Value, module_name: &str, env: &[(String, String)]) -> V
     argv
 }
 
+/// argv of a Linux container, by Kubernetes' rules: `command` replaces the image's Entrypoint
+/// and drops its Cmd; `args` alone replaces Cmd; neither runs Entrypoint + Cmd. `$(VAR)` is
+/// expanded in `command` and `args` only, as the kubelet does.
+pub fn container_argv(
+    container: &Value,
+    image: &crate::image::ImageConfig,
+    env: &[(String, String)],
+) -> Vec<String> {
+    let vars: HashMap<String, String> = env.iter().cloned().collect();
+    let strings = |field: &str| -> Option<Vec<String>> {
+        let list = container.get(field).and_then(Value::as_array)?;
+        let out: Vec<String> = list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|s| expand(s, &vars))
+            .collect();
+        (!out.is_empty()).then_some(out)
+    };
+    match (strings("command"), strings("args")) {
+        (Some(command), args) => command
+            .into_iter()
+            .chain(args.unwrap_or_default())
+            .collect(),
+        (None, Some(args)) => image.entrypoint.iter().cloned().chain(args).collect(),
+        (None, None) => image
+            .entrypoint
+            .iter()
+            .chain(image.cmd.iter())
+            .cloned()
+            .collect(),
+    }
+}
+
 /// The program name a wasm image runs as: the last path segment of its repository.
 pub fn module_name(image: &str) -> String {
     let without_digest = image.split('@').next().unwrap_or(image);
@@ -413,6 +446,29 @@ mod tests {
         );
         assert_eq!(module_name("127.0.0.1:5000/demo/hello:v1"), "hello.wasm");
         assert_eq!(module_name("reg/x.wasm@sha256:abc"), "x.wasm");
+    }
+
+    #[test]
+    fn container_argv_follows_kubernetes() {
+        let image = crate::image::ImageConfig {
+            entrypoint: vec!["/entry".into()],
+            cmd: vec!["default".into()],
+            ..Default::default()
+        };
+        let env = vec![("X".to_string(), "1".to_string())];
+        let argv = |c: Value| container_argv(&c, &image, &env);
+        assert_eq!(argv(json!({})), vec!["/entry", "default"]);
+        assert_eq!(
+            argv(json!({"args": ["a", "$(X)"]})),
+            vec!["/entry", "a", "1"]
+        );
+        assert_eq!(argv(json!({"command": ["sh"]})), vec!["sh"]);
+        assert_eq!(
+            argv(json!({"command": ["sh"], "args": ["-c", "echo"]})),
+            vec!["sh", "-c", "echo"]
+        );
+        let bare = crate::image::ImageConfig::default();
+        assert!(container_argv(&json!({}), &bare, &env).is_empty());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! One pod on this node, from its first container start to its removal: the kubelet's pod
-//! worker for wasm pods.
+//! worker, the same for wasm and Linux containers (the runtime is chosen per image).
 //!
 //! Init containers run one after another; then every container runs in its own loop that
 //! applies the restart policy with the kubelet's exponential back-off. A status writer
@@ -70,7 +70,9 @@ pub async fn run(ctx: Arc<AgentContext>, mut updates: PodUpdates) {
             let pod = pod.clone();
             tokio::spawn(async move {
                 if !finished_before {
-                    run_containers(ctx, pod, shared, stop_rx).await;
+                    run_containers(ctx.clone(), pod.clone(), shared, stop_rx).await;
+                    // No container of the pod runs any more: per-pod runtime state goes.
+                    ctx.runtime.release_pod(&text(&pod, "/metadata/uid")).await;
                 }
             })
         };
@@ -584,8 +586,13 @@ async fn container_loop(
             }
         };
         // 3. Run it.
+        let scheme = if image.container.is_some() {
+            "linux"
+        } else {
+            "wasm"
+        };
         let container_id = format!(
-            "wasm://{}/{}/{}",
+            "{scheme}://{}/{}/{}",
             text(pod, "/metadata/uid"),
             cname,
             restart_count
@@ -726,6 +733,7 @@ async fn pull(
                 reference,
                 digest: img.digest,
                 wasm_path: img.wasm_path,
+                container: img.container,
             });
         }
     }
@@ -753,6 +761,7 @@ async fn pull(
                 reference,
                 digest: img.digest,
                 wasm_path: img.wasm_path,
+                container: img.container,
             })
         }
         Err(e) => {
@@ -825,7 +834,10 @@ async fn build_spec(
     let env = spec::environment(&ctx.client, pod, container)
         .await
         .map_err(|e| e.to_string())?;
-    let argv = spec::argv(container, &spec::module_name(&image.reference), &env);
+    let argv = match &image.container {
+        Some(linux) => spec::container_argv(container, &linux.config, &env),
+        None => spec::argv(container, &spec::module_name(&image.reference), &env),
+    };
     let mounts = spec::mounts(container, volumes).map_err(|e| e.to_string())?;
     let log_dir = ctx
         .pod_dir(&ns, &name, &text(pod, "/metadata/uid"))

@@ -10,7 +10,10 @@ use anyhow::Context as _;
 use crate::agent::hollow::HollowConfig;
 use crate::agent::{self, AgentConfig};
 use crate::image::{ImageStore, ImageStoreConfig};
+use crate::runtime::container::ContainerRuntime;
+use crate::runtime::select::ByImage;
 use crate::runtime::wasm::{WasmRuntime, WasmRuntimeConfig};
+use crate::runtime::PodRuntime;
 
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
@@ -184,6 +187,19 @@ pub async fn client_for(server: &str, token: &str, ca_pem: &str) -> anyhow::Resu
     kube::Client::try_from(config).context("building the API client")
 }
 
+/// The Linux container runtime, on nodes where the agent runs as root (namespaces, mounts and
+/// cgroups need it); other nodes offer wasm only and say so once.
+fn linux_runtime(data_dir: &Path) -> anyhow::Result<Option<Arc<dyn PodRuntime>>> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        tracing::warn!("not running as root: this node runs wasm pods only, no Linux containers");
+        return Ok(None);
+    }
+    let runtime = ContainerRuntime::new(&data_dir.join("containers"))
+        .context("starting the Linux container runtime")?;
+    Ok(Some(Arc::new(runtime)))
+}
+
 /// Runs hollow nodes until `shutdown`.
 pub async fn run_hollow(
     client: kube::Client,
@@ -219,9 +235,11 @@ pub async fn run_node(
         max_instances: (node.max_pods.saturating_mul(2)).max(1000),
         ..WasmRuntimeConfig::default()
     };
-    let runtime = WasmRuntime::with_config(&data_dir.join("compiled"), runtime_config)
+    let wasm = WasmRuntime::with_config(&data_dir.join("compiled"), runtime_config)
         .context("starting the wasm runtime")?;
+    let runtime = ByImage::new(Arc::new(wasm), linux_runtime(data_dir)?);
     let mut config = AgentConfig::new(&node.node_name(), data_dir.to_path_buf(), ca_pem);
+    config.runtime_names = runtime.names();
     config.node_ip = node.node_ip;
     config.listen = node.agent_listen;
     config.max_pods = node.max_pods;

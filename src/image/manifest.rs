@@ -45,7 +45,7 @@ pub enum ImageKind {
         layer: OciDescriptor,
         check_magic: bool,
     },
-    /// Filesystem tarball layers: a Linux container image. Not runnable on this node yet.
+    /// Filesystem tarball layers: a Linux container image.
     Container { layers: Vec<OciDescriptor> },
     /// Anything else (several non-tar layers, no layers, ...).
     Unknown,
@@ -94,16 +94,37 @@ pub fn layer_media_types(manifest: &OciImageManifest) -> Vec<String> {
         .collect()
 }
 
-/// Chooses the image of an index this node runs: the first entry for a wasm platform
-/// (`os` `wasip1`, `wasip2`, `wasi` or `wasm`, or `architecture` `wasm`), else the first entry
-/// that is not a build attestation. `None` for an empty index.
-pub fn select_index_entry(index: &OciImageIndex) -> Option<&ImageIndexEntry> {
+/// The node's architecture as OCI platforms name it (`amd64`, `arm64`, ...).
+pub fn node_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// Chooses the image of an index this node runs, for a node of architecture `arch`: the first
+/// entry for a wasm platform (`os` `wasip1`, `wasip2`, `wasi` or `wasm`, or `architecture`
+/// `wasm`) since wasm runs on any node; else the first `linux/<arch>` entry; else the first
+/// entry that is not a build attestation (a single-platform index whose platform the pull
+/// checks against the image config). `None` for an empty index.
+pub fn select_index_entry_for<'a>(
+    index: &'a OciImageIndex,
+    arch: &str,
+) -> Option<&'a ImageIndexEntry> {
     let is_wasm_platform = |entry: &&ImageIndexEntry| {
         entry.platform.as_ref().is_some_and(|p| {
             let os = p.os.to_string();
             matches!(os.as_str(), "wasip1" | "wasip2" | "wasi" | "wasm")
                 || p.architecture.to_string() == "wasm"
         })
+    };
+    let is_node_platform = |entry: &&ImageIndexEntry| {
+        entry
+            .platform
+            .as_ref()
+            .is_some_and(|p| p.os.to_string() == "linux" && p.architecture.to_string() == arch)
     };
     let is_attestation = |entry: &&ImageIndexEntry| {
         entry
@@ -115,7 +136,13 @@ pub fn select_index_entry(index: &OciImageIndex) -> Option<&ImageIndexEntry> {
         .manifests
         .iter()
         .find(is_wasm_platform)
+        .or_else(|| index.manifests.iter().find(is_node_platform))
         .or_else(|| index.manifests.iter().find(|e| !is_attestation(e)))
+}
+
+/// [`select_index_entry_for`] this node's architecture.
+pub fn select_index_entry(index: &OciImageIndex) -> Option<&ImageIndexEntry> {
+    select_index_entry_for(index, node_arch())
 }
 
 /// `sha256:<hex>` of some bytes.
@@ -315,6 +342,28 @@ mod tests {
             entry('3', "unknown", "wasm"),
         ]));
         assert!(select_index_entry(&idx).unwrap().digest.ends_with('3'));
+    }
+
+    #[test]
+    fn index_picks_the_node_platform() {
+        let idx = index(serde_json::json!([
+            entry('1', "linux", "arm64"),
+            entry('2', "windows", "amd64"),
+            entry('3', "linux", "amd64"),
+        ]));
+        assert!(select_index_entry_for(&idx, "amd64")
+            .unwrap()
+            .digest
+            .ends_with('3'));
+        assert!(select_index_entry_for(&idx, "arm64")
+            .unwrap()
+            .digest
+            .ends_with('1'));
+        // No match: the first entry, whose config the pull then checks.
+        assert!(select_index_entry_for(&idx, "s390x")
+            .unwrap()
+            .digest
+            .ends_with('1'));
     }
 
     #[test]

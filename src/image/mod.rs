@@ -1,4 +1,5 @@
-//! The node's image store: where the kubelet gets the wasm binary a container runs.
+//! The node's image store: where the kubelet gets the wasm binary or the unpacked layers a
+//! container runs.
 //!
 //! Images come from OCI registries (pulled with `oci-client`), from `wkube image import`
 //! (a local file, no registry) and go to registries with `wkube image push`. Everything lands
@@ -6,24 +7,29 @@
 //!
 //! ```text
 //! root/blobs/sha256/<hex>   manifests, configs and wasm binaries, named by their digest
-//! root/refs.json            reference -> manifest digest + wasm blob (rewritten atomically)
-//! root/tmp/                 downloads in progress (same filesystem, so a rename publishes them)
+//! root/layers/sha256/<hex>  container image layers, unpacked once per (compressed) digest
+//! root/refs.json            reference -> manifest digest + wasm blob or config + layers
+//! root/tmp/                 downloads and unpacks in progress (same filesystem, so a rename
+//!                           publishes them)
 //! ```
 //!
-//! Pulling is split in steps so Linux container images can be added later without touching
-//! the transport: fetch the manifest (`pull.rs`), classify it ([`manifest::classify`] ->
-//! [`manifest::ImageKind`]), then fetch what that kind of image needs.
+//! Pulling is split in steps: fetch the manifest (`pull.rs`), classify it
+//! ([`manifest::classify`] -> [`manifest::ImageKind`]), then fetch what that kind of image
+//! needs: the wasm binary, or the config and every layer of a container image.
 
 mod auth;
 mod client;
+mod config;
 mod error;
 pub mod manifest;
 mod pull;
 mod push;
 mod reference;
 mod store;
+pub mod unpack;
 
 pub use auth::{auth_from_dockerconfigjson, RegistryAuth};
+pub use config::{ContainerImage, ImageConfig};
 pub use error::ImageError;
 pub use push::push_wasm;
 pub use reference::ImageReference;

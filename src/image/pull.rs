@@ -1,8 +1,9 @@
 //! Pulling an image from a registry into the store.
 //!
 //! Steps: resolve the manifest (following an image index to one entry), classify it, then
-//! fetch what that kind of image needs. Only wasm images are fetched today; the
-//! [`ImageKind::Container`] arm is where Linux images will plug in.
+//! fetch what that kind of image needs: the wasm binary into the blob store, or the config and
+//! the layers of a Linux container image, each layer verified against its digest and unpacked
+//! once (see `unpack`).
 
 use std::path::{Path, PathBuf};
 
@@ -17,8 +18,9 @@ use tokio::io::AsyncWriteExt;
 use tracing::Instrument;
 
 use super::client::{client_for, registry_message};
+use super::config::ImageConfig;
 use super::manifest::{self, ImageKind, WASM_MAGIC};
-use super::store::RefEntry;
+use super::store::{ContainerRef, RefEntry};
 use super::{ImageError, ImageReference, ImageStore, PullEvent, RegistryAuth, StoredImage};
 
 const ACCEPTED_MANIFESTS: &[&str] = &[
@@ -123,13 +125,38 @@ async fn pull_inner(
         }
     };
 
-    let layer = match manifest::classify(&image) {
+    let entry = match manifest::classify(&image) {
         ImageKind::Wasm { layer, check_magic } => {
             fetch_wasm_layer(&pull, &layer, check_magic).await?;
-            layer
+            RefEntry {
+                digest: top_digest.clone(),
+                wasm: layer.digest.clone(),
+                size: descriptor_size(&layer),
+                media_type: layer.media_type.clone(),
+                container: None,
+            }
         }
-        // Linux container images: the next runtime adds its fetch-and-unpack here.
-        ImageKind::Container { .. } | ImageKind::Unknown => {
+        ImageKind::Container { layers } => {
+            let config = fetch_config(&pull, &image.config).await?;
+            for layer in &layers {
+                fetch_and_unpack_layer(&pull, layer).await?;
+            }
+            tracing::debug!(layers = layers.len(), entrypoint = ?config.entrypoint,
+                cmd = ?config.cmd, "container image");
+            RefEntry {
+                digest: top_digest.clone(),
+                wasm: image.config.digest.clone(),
+                size: layers.iter().map(descriptor_size).sum(),
+                media_type: image
+                    .media_type
+                    .clone()
+                    .unwrap_or_else(|| OCI_IMAGE_MEDIA_TYPE.to_string()),
+                container: Some(ContainerRef {
+                    layers: layers.iter().map(|l| l.digest.clone()).collect(),
+                }),
+            }
+        }
+        ImageKind::Unknown => {
             return Err(ImageError::NotWasm {
                 reference: reference.normalized(),
                 media_types: manifest::layer_media_types(&image),
@@ -140,12 +167,6 @@ async fn pull_inner(
     for bytes in &manifests {
         store.write_blob(bytes)?;
     }
-    let entry = RefEntry {
-        digest: top_digest.clone(),
-        wasm: layer.digest.clone(),
-        size: descriptor_size(&layer),
-        media_type: layer.media_type.clone(),
-    };
     let name = reference.normalized();
     store.record(&name, entry)?;
     let stored = store.get(&name).ok_or_else(|| ImageError::Store {
@@ -207,21 +228,35 @@ impl Drop for TempFile {
     }
 }
 
-/// Downloads the wasm layer into `blobs/sha256/<hex>` unless it is there already, hashing as it
-/// streams and refusing more bytes than the descriptor announced. The blob becomes visible
-/// (rename) only once size and digest check out.
+/// A directory being unpacked: deleted with everything in it unless it was published,
+/// including when the pull is cancelled or the layer is refused half way.
+struct TempDir(Option<PathBuf>);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = super::unpack::remove_existing(&path);
+        }
+    }
+}
+
+/// Downloads the wasm layer into `blobs/sha256/<hex>` unless it is there already. The blob
+/// becomes visible (rename) only once size and digest check out.
 async fn fetch_wasm_layer(
     pull: &Pull<'_>,
     layer: &OciDescriptor,
     check_magic: bool,
 ) -> Result<(), ImageError> {
-    let final_path = pull.store.blob_path(&layer.digest).ok_or_else(|| {
-        pull.fail(format!(
-            "unsupported layer digest {:?} (only sha256 is supported)",
-            layer.digest
-        ))
-    })?;
-    let total = descriptor_size(layer);
+    let final_path = pull
+        .store
+        .blob_path(&layer.digest)
+        .ok_or_else(|| bad_digest(pull, layer))?;
     if final_path.is_file() {
         tracing::debug!(digest = %layer.digest, "layer already in the store");
         if check_magic && !starts_with_magic(&final_path).await? {
@@ -229,13 +264,121 @@ async fn fetch_wasm_layer(
         }
         return Ok(());
     }
+    let mut tmp = download(pull, layer, check_magic).await?;
+    tokio::fs::rename(tmp.path(), &final_path).await?;
+    tmp.persisted();
+    Ok(())
+}
 
+fn bad_digest(pull: &Pull<'_>, layer: &OciDescriptor) -> ImageError {
+    pull.fail(format!(
+        "unsupported digest {:?} (only sha256 is supported)",
+        layer.digest
+    ))
+}
+
+/// Largest image config accepted (real ones are a few KiB; the limit keeps a hostile registry
+/// from filling the agent's memory).
+const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Fetches, verifies, stores and parses a container image's config, and checks that the image
+/// is for Linux on this node's architecture.
+async fn fetch_config(pull: &Pull<'_>, desc: &OciDescriptor) -> Result<ImageConfig, ImageError> {
+    if descriptor_size(desc) > MAX_CONFIG_BYTES {
+        return Err(pull.fail(format!(
+            "image config of {} bytes is larger than the {MAX_CONFIG_BYTES} accepted",
+            desc.size
+        )));
+    }
+    let mut bytes = Vec::new();
+    pull.client
+        .pull_blob(pull.reference.oci(), desc, &mut bytes)
+        .await
+        .map_err(|e| pull.fail(registry_message(&e)))?;
+    let actual = manifest::sha256_digest(&bytes);
+    if actual != desc.digest {
+        return Err(pull.fail(format!(
+            "image config digest mismatch: expected {}, got {actual}",
+            desc.digest
+        )));
+    }
+    let config = ImageConfig::parse(&bytes).map_err(|m| pull.fail(m))?;
+    let arch = manifest::node_arch();
+    let wrong_os = !config.os.is_empty() && config.os != "linux";
+    let wrong_arch = !config.architecture.is_empty() && config.architecture != arch;
+    if wrong_os || wrong_arch {
+        return Err(pull.fail(format!(
+            "image is for {}/{}, this node runs linux/{arch}",
+            config.os, config.architecture
+        )));
+    }
+    pull.store.write_blob(&bytes)?;
+    Ok(config)
+}
+
+/// Makes sure a layer is unpacked in `layers/sha256/<hex>`: downloaded to a temp file (digest
+/// verified), unpacked into a temp directory, which a rename then publishes. The compressed
+/// blob is not kept: a layer is only ever used unpacked.
+async fn fetch_and_unpack_layer(pull: &Pull<'_>, layer: &OciDescriptor) -> Result<(), ImageError> {
+    let final_dir = pull
+        .store
+        .layer_dir(&layer.digest)
+        .ok_or_else(|| bad_digest(pull, layer))?;
+    if final_dir.is_dir() {
+        tracing::debug!(digest = %layer.digest, "layer already unpacked");
+        return Ok(());
+    }
+    let blob = download(pull, layer, false).await?;
+    let tmp_dir = TempDir(Some(pull.store.tmp_path("unpack")));
+    let dir = tmp_dir.path().to_path_buf();
+    let blob_path = blob.path().to_path_buf();
+    let started = std::time::Instant::now();
+    let stats = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let file = std::fs::File::open(&blob_path).map_err(|e| e.to_string())?;
+        let reader = super::unpack::decompress(file).map_err(|e| e.to_string())?;
+        super::unpack::unpack(reader, &dir).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| pull.fail(format!("unpacking layer {}: {e}", layer.digest)))?
+    .map_err(|e| pull.fail(format!("layer {}: {e}", layer.digest)))?;
+    drop(blob);
+    publish_dir(tmp_dir, &final_dir)?;
+    tracing::info!(digest = %layer.digest, entries = stats.entries, whiteouts = stats.whiteouts,
+        elapsed_ms = started.elapsed().as_millis() as u64, "layer unpacked");
+    (pull.progress)(PullEvent::Unpacked {
+        digest: layer.digest.clone(),
+    });
+    Ok(())
+}
+
+/// Renames an unpacked temp directory into place. Another pull of an image sharing the layer
+/// may have won the race; its copy is as good as ours.
+fn publish_dir(mut tmp: TempDir, final_dir: &Path) -> Result<(), ImageError> {
+    match std::fs::rename(tmp.path(), final_dir) {
+        Ok(()) => {
+            tmp.0 = None;
+            Ok(())
+        }
+        Err(_) if final_dir.is_dir() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Streams a blob into a temp file, hashing as it goes and refusing more bytes than the
+/// descriptor announced; returns the temp file once size and digest check out.
+async fn download(
+    pull: &Pull<'_>,
+    layer: &OciDescriptor,
+    check_magic: bool,
+) -> Result<TempFile, ImageError> {
+    let total = descriptor_size(layer);
     let mut stream = pull
         .client
         .pull_blob_stream(pull.reference.oci(), layer)
         .await
         .map_err(|e| pull.fail(registry_message(&e)))?;
-    let mut tmp = TempFile(Some(pull.store.tmp_path("layer")));
+    let tmp = TempFile(Some(pull.store.tmp_path("layer")));
     let mut file = tokio::fs::File::create(tmp.path()).await?;
     let mut hasher = Sha256::new();
     let mut done: u64 = 0;
@@ -286,9 +429,7 @@ async fn fetch_wasm_layer(
             layer.digest
         )));
     }
-    tokio::fs::rename(tmp.path(), &final_path).await?;
-    tmp.persisted();
-    Ok(())
+    Ok(tmp)
 }
 
 fn not_wasm(pull: &Pull<'_>, layer: &OciDescriptor) -> ImageError {

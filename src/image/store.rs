@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::config::{ContainerImage, ImageConfig};
 use super::manifest::{self, WASM_LAYER_MEDIA_TYPE};
 use super::reference::sha256_hex;
 use super::{ImageError, ImageReference, RegistryAuth};
@@ -58,12 +59,14 @@ pub struct StoredImage {
     /// `sha256:...` of the manifest the reference resolved to (of the index, when the
     /// reference named one): what `imageID` reports and `reference@digest` pulls again.
     pub digest: String,
-    /// The wasm binary (module or component), inside the store.
+    /// The wasm binary (module or component), inside the store. Empty for container images.
     pub wasm_path: PathBuf,
-    /// Size of the wasm binary in bytes.
+    /// Size of the wasm binary in bytes (of all compressed layers, for container images).
     pub size: u64,
-    /// Media type of the layer the binary came from.
+    /// Media type of the layer the binary came from (of the manifest, for container images).
     pub media_type: String,
+    /// For a Linux container image: its unpacked layers and config. `None` for wasm images.
+    pub container: Option<ContainerImage>,
 }
 
 /// Progress of [`ImageStore::ensure`] / [`ImageStore::pull`], for events and CLI output.
@@ -71,8 +74,10 @@ pub struct StoredImage {
 pub enum PullEvent {
     /// Fetching the manifest.
     Resolving,
-    /// Downloading the wasm layer.
+    /// Downloading a layer (each layer of a container image in turn).
     Downloading { done: u64, total: u64 },
+    /// A container image layer was unpacked into the store (once per layer digest).
+    Unpacked { digest: String },
     /// Pulled (possibly without downloading the layer, when the store already had it).
     Done { digest: String, size: u64 },
     /// The pull policy let the stored image be used; no registry was contacted.
@@ -85,10 +90,21 @@ pub enum PullEvent {
 pub(crate) struct RefEntry {
     /// Manifest digest.
     pub digest: String,
-    /// Digest of the wasm blob.
+    /// Digest of the wasm blob (of the image config, for container images).
     pub wasm: String,
     pub size: u64,
     pub media_type: String,
+    /// Set for Linux container images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerRef>,
+}
+
+/// What a container image entry points to, besides its config blob (`RefEntry::wasm`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct ContainerRef {
+    /// Layer digests (compressed, as the manifest lists them), base layer first; each is
+    /// unpacked under `layers/sha256/<hex>`.
+    pub layers: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -146,6 +162,7 @@ impl ImageStore {
         let root = config.root;
         fs::create_dir_all(root.join("blobs").join("sha256"))?;
         fs::create_dir_all(root.join("tmp"))?;
+        fs::create_dir_all(root.join("layers").join("sha256"))?;
         let refs_path = root.join(REFS_FILE);
         let refs = match fs::read(&refs_path) {
             Ok(bytes) => match serde_json::from_slice::<RefsFile>(&bytes) {
@@ -286,6 +303,7 @@ impl ImageStore {
             wasm: artifact.layer_digest,
             size: wasm.len() as u64,
             media_type: WASM_LAYER_MEDIA_TYPE.to_string(),
+            container: None,
         };
         self.record(&name, entry.clone())?;
         self.stored(&name, &entry).ok_or_else(|| ImageError::Store {
@@ -322,14 +340,42 @@ impl ImageStore {
     }
 
     fn stored(&self, name: &str, entry: &RefEntry) -> Option<StoredImage> {
-        let wasm_path = self.blob_path(&entry.wasm)?;
-        wasm_path.is_file().then(|| StoredImage {
+        let blob = self.blob_path(&entry.wasm)?;
+        if !blob.is_file() {
+            return None;
+        }
+        let (wasm_path, container) = match &entry.container {
+            None => (blob, None),
+            Some(c) => (PathBuf::new(), Some(self.container_image(&blob, c)?)),
+        };
+        Some(StoredImage {
             reference: name.to_string(),
             digest: entry.digest.clone(),
             wasm_path,
             size: entry.size,
             media_type: entry.media_type.clone(),
+            container,
         })
+    }
+
+    /// A container image whose config blob and every unpacked layer are on disk.
+    fn container_image(&self, config_blob: &Path, entry: &ContainerRef) -> Option<ContainerImage> {
+        let layers = entry
+            .layers
+            .iter()
+            .map(|d| self.layer_dir(d).filter(|p| p.is_dir()))
+            .collect::<Option<Vec<_>>>()?;
+        let bytes = fs::read(config_blob).ok()?;
+        let config = ImageConfig::parse(&bytes)
+            .map_err(|e| tracing::warn!(path = %config_blob.display(), error = %e, "bad stored image config"))
+            .ok()?;
+        Some(ContainerImage { layers, config })
+    }
+
+    /// `root/layers/sha256/<hex>`: where a layer is unpacked. `None` for a malformed digest.
+    pub(crate) fn layer_dir(&self, digest: &str) -> Option<PathBuf> {
+        let hex = sha256_hex(digest)?;
+        Some(self.inner.root.join("layers").join("sha256").join(hex))
     }
 
     /// `root/blobs/sha256/<hex>`; `None` for anything but a well-formed sha256 digest, so a
@@ -451,7 +497,8 @@ fn remove_stale_tmp(dir: &Path) {
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .is_some_and(|age| age > STALE_TMP);
         if stale {
-            let _ = fs::remove_file(entry.path());
+            // Layers are unpacked into temp directories; downloads are files.
+            let _ = super::unpack::remove_existing(&entry.path());
         }
     }
 }

@@ -2,14 +2,16 @@
 //!
 //! The agent resolves everything a container needs (image file, argv, environment, volumes,
 //! limits) into a [`ContainerSpec`] and hands it to a [`PodRuntime`]; the runtime reports back
-//! one [`ExitStatus`]. The wasm runtime implements this now; the Linux container runtime will
-//! implement the same trait.
+//! one [`ExitStatus`]. The wasm runtime ([`wasm`]) and the Linux container runtime
+//! ([`container`]) implement it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub mod container;
 pub mod logs;
+pub mod select;
 pub mod wasm;
 
 /// One directory made visible to a container.
@@ -29,8 +31,10 @@ pub struct ResolvedImage {
     pub reference: String,
     /// `sha256:...` of the image manifest (what `imageID` reports).
     pub digest: String,
-    /// The wasm binary (module or component) on disk.
+    /// The wasm binary (module or component) on disk. Empty for container images.
     pub wasm_path: PathBuf,
+    /// For a Linux container image: its unpacked layers and config. `None` for wasm images.
+    pub container: Option<crate::image::ContainerImage>,
 }
 
 /// Everything needed to start one container of a pod.
@@ -106,4 +110,7 @@ pub trait PodRuntime: Send + Sync {
     async fn prepare(&self, image: &ResolvedImage) -> Result<(), RuntimeError>;
     /// Starts a container.
     async fn start(&self, spec: ContainerSpec) -> Result<Box<dyn RunningContainer>, RuntimeError>;
+    /// Every container of the pod has ended and none will start again: release what the
+    /// runtime keeps per pod (the Linux runtime's sandbox namespaces). Nothing by default.
+    async fn release_pod(&self, _pod_uid: &str) {}
 }

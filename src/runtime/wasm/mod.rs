@@ -147,6 +147,12 @@ impl PodRuntime for WasmRuntime {
     }
 
     async fn prepare(&self, image: &ResolvedImage) -> Result<(), RuntimeError> {
+        if image.container.is_some() {
+            return Err(RuntimeError::InvalidImage(format!(
+                "{} is a Linux container image, not a wasm image",
+                image.reference
+            )));
+        }
         let span =
             tracing::info_span!("wasm_prepare", image = %image.reference, digest = %image.digest);
         self.prepared(image).instrument(span).await.map(|_| ())

@@ -221,6 +221,7 @@ fn wat_image(rt: &WasmRuntime, dir: &Path, name: &str, wat: &str) -> ResolvedIma
         reference: format!("test/{name}:v1"),
         digest,
         wasm_path,
+        container: None,
     }
 }
 
@@ -231,6 +232,7 @@ fn binary_image(dir: &Path, name: &str, bytes: &[u8]) -> ResolvedImage {
         reference: format!("test/{name}:v1"),
         digest: format!("sha256:{name}"),
         wasm_path,
+        container: None,
     }
 }
 

@@ -1,0 +1,306 @@
+//! The container runtime in-process, with a rootfs made from Debian's busybox-static. Needs
+//! root (namespaces, mounts, cgroups), as the agent does.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use super::*;
+use crate::image::ImageConfig;
+use crate::runtime::Mount;
+
+/// Container tests share the process's children and the cgroup tree: one at a time, so each
+/// can assert that it left nothing behind.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const APPLETS: &[&str] = &["sh", "tail", "sleep", "cat", "readlink", "hostname", "pwd"];
+
+fn busybox_layer(dir: &Path) -> PathBuf {
+    let layer = dir.join("layer");
+    std::fs::create_dir_all(layer.join("bin")).unwrap();
+    std::fs::create_dir_all(layer.join("etc")).unwrap();
+    std::fs::copy("/bin/busybox", layer.join("bin/busybox"))
+        .expect("/bin/busybox: install busybox-static");
+    for applet in APPLETS {
+        std::os::unix::fs::symlink("busybox", layer.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(layer.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+    layer
+}
+
+#[derive(Default)]
+struct Output {
+    out: Mutex<Vec<u8>>,
+    err: Mutex<Vec<u8>>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl LogSink for Output {
+    fn write(&self, stream: Stream, bytes: &[u8]) {
+        let target = match stream {
+            Stream::Stdout => &self.out,
+            Stream::Stderr => &self.err,
+        };
+        target.lock().unwrap().extend_from_slice(bytes);
+    }
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Output {
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
+    }
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.err.lock().unwrap()).into_owned()
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    layer: PathBuf,
+    runtime: ContainerRuntime,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = busybox_layer(dir.path());
+    let root = dir.path().join("containers");
+    let runtime = ContainerRuntime::new(&root).unwrap();
+    Fixture {
+        _dir: dir,
+        root,
+        layer,
+        runtime,
+    }
+}
+
+impl Fixture {
+    fn spec(&self, pod_uid: &str, name: &str, argv: &[&str], logs: Arc<Output>) -> ContainerSpec {
+        ContainerSpec {
+            pod_uid: pod_uid.into(),
+            namespace: "default".into(),
+            pod_name: "busybox-pod".into(),
+            container_name: name.into(),
+            image: ResolvedImage {
+                reference: "test/busybox:v1".into(),
+                digest: "sha256:test".into(),
+                wasm_path: PathBuf::new(),
+                container: Some(ContainerImage {
+                    layers: vec![self.layer.clone()],
+                    config: ImageConfig {
+                        env: vec!["FROM_IMAGE=image".into(), "PATH=/bin".into()],
+                        ..ImageConfig::default()
+                    },
+                }),
+            },
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            env: vec![("FROM_POD".into(), "pod".into())],
+            mounts: vec![],
+            working_dir: None,
+            memory_limit_bytes: None,
+            cpu_limit_millis: None,
+            logs,
+        }
+    }
+
+    async fn run(&self, spec: ContainerSpec) -> ExitStatus {
+        let handle = self.runtime.start(spec).await.expect("start");
+        tokio::time::timeout(Duration::from_secs(60), handle.wait())
+            .await
+            .expect("container ended in time")
+    }
+
+    /// Releases the pod, then checks nothing is left: no mount under the runtime's root, no
+    /// cgroup of the pod, no child process, no state.
+    async fn release_and_check(&self, pod_uid: &str) {
+        self.runtime.release_pod(pod_uid).await;
+        let root = self.root.display().to_string();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mountinfo.contains(&root), "mounts left:\n{mountinfo}");
+        for dir in cgroup::directories(&format!("/{}", cgroup::PARENT)) {
+            for entry in read_dir(&dir) {
+                let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(
+                    !name.starts_with(pod_uid),
+                    "cgroup left: {}",
+                    entry.display()
+                );
+            }
+        }
+        for sub in ["state", "bundles", "sandboxes"] {
+            assert_eq!(
+                read_dir(&self.root.join(sub)),
+                Vec::<PathBuf>::new(),
+                "{sub}"
+            );
+        }
+        assert_eq!(children(), "", "child processes left");
+    }
+}
+
+/// The pids of this process's children, from every thread's `children` list.
+fn children() -> String {
+    let mut all = String::new();
+    for task in read_dir(Path::new("/proc/self/task")) {
+        all.push_str(
+            std::fs::read_to_string(task.join("children"))
+                .unwrap_or_default()
+                .trim(),
+        );
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_code_logs_env_and_volumes() {
+    let _serial = SERIAL.lock().await;
+    let f = fixture();
+    let out = Arc::new(Output::default());
+    let vol = f._dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    std::fs::write(vol.join("f"), "from the volume\n").unwrap();
+    let mut spec = f.spec(
+        "t-exit-0000001",
+        "main",
+        &[
+            "sh",
+            "-c",
+            "echo hi; echo $FROM_IMAGE $FROM_POD; cat /vol/f; pwd; echo oops >&2; exit 3",
+        ],
+        out.clone(),
+    );
+    spec.mounts = vec![Mount {
+        host_path: vol,
+        container_path: "/vol".into(),
+        read_only: true,
+    }];
+    spec.working_dir = Some("/tmp".into());
+    let status = f.run(spec).await;
+    assert_eq!(status.exit_code, 3, "{status:?} {}", out.stderr());
+    assert_eq!(status.reason, "Error");
+    assert_eq!(out.stdout(), "hi\nimage pod\nfrom the volume\n/tmp\n");
+    assert_eq!(out.stderr(), "oops\n");
+    assert!(out.closed.load(Ordering::SeqCst));
+    f.release_and_check("t-exit-0000001").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limit_ends_in_oom_killed() {
+    let _serial = SERIAL.lock().await;
+    let f = fixture();
+    let out = Arc::new(Output::default());
+    let mut spec = f.spec("t-oom-00000001", "hog", &["tail", "/dev/zero"], out.clone());
+    spec.memory_limit_bytes = Some(32 * 1024 * 1024);
+    let status = f.run(spec).await;
+    assert_eq!(status.reason, "OOMKilled", "{status:?} {}", out.stderr());
+    assert_eq!(status.exit_code, 137);
+    f.release_and_check("t-oom-00000001").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_sends_sigterm_then_sigkill() {
+    let _serial = SERIAL.lock().await;
+    let f = fixture();
+    let uid = "t-stop-0000001";
+    // A shell that traps SIGTERM exits cleanly within the grace period.
+    let out = Arc::new(Output::default());
+    let trap = "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done";
+    let handle = f
+        .runtime
+        .start(f.spec(uid, "trap", &["sh", "-c", trap], out.clone()))
+        .await
+        .expect("start");
+    wait_for_output(&out, "ready").await;
+    let status = handle.stop(Duration::from_secs(20)).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"));
+    assert_eq!(out.stdout(), "ready\nbye\n");
+    // One that ignores it (PID 1 without a handler) is killed after the grace period.
+    let out = Arc::new(Output::default());
+    let handle = f
+        .runtime
+        .start(f.spec(
+            uid,
+            "stubborn",
+            &["sh", "-c", "echo ready; sleep 600"],
+            out.clone(),
+        ))
+        .await
+        .expect("start");
+    wait_for_output(&out, "ready").await;
+    let status = handle.stop(Duration::from_millis(300)).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (137, "Killed"));
+    f.release_and_check(uid).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_a_pod_share_network_ipc_and_uts() {
+    let _serial = SERIAL.lock().await;
+    let f = fixture();
+    let uid = "t-share-000001";
+    let script = "for n in net ipc uts pid; do readlink /proc/self/ns/$n; done; hostname";
+    let mut seen = Vec::new();
+    for name in ["a", "b"] {
+        let out = Arc::new(Output::default());
+        let status = f
+            .run(f.spec(uid, name, &["sh", "-c", script], out.clone()))
+            .await;
+        assert_eq!(status.exit_code, 0, "{}", out.stderr());
+        seen.push(out.stdout());
+    }
+    let lines = |s: &str| s.lines().map(str::to_string).collect::<Vec<_>>();
+    let (a, b) = (lines(&seen[0]), lines(&seen[1]));
+    assert_eq!(a.len(), 5, "{a:?}");
+    assert_eq!(a[..3], b[..3], "net, ipc and uts are shared");
+    assert_eq!(a[4], "busybox-pod");
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(
+        a[0],
+        host_net.display().to_string(),
+        "not the node's network"
+    );
+    f.release_and_check(uid).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_command_is_a_start_error_and_leaves_nothing() {
+    let _serial = SERIAL.lock().await;
+    let f = fixture();
+    let uid = "t-bad-00000001";
+    let out = Arc::new(Output::default());
+    let err = match f.runtime.start(f.spec(uid, "none", &[], out.clone())).await {
+        Ok(_) => panic!("started without a command"),
+        Err(e) => e,
+    };
+    assert!(err.to_string().contains("no command specified"), "{err}");
+    f.release_and_check(uid).await;
+}
+
+async fn wait_for_output(out: &Output, needle: &str) {
+    for _ in 0..600 {
+        if out.stdout().contains(needle) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {needle:?} in the output: {:?}", out.stdout());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_program_is_a_start_error_and_leaves_nothing() {
+    let _serial = SERIAL.lock().await;
+    let f = fixture();
+    let uid = "t-nobin-000001";
+    let out = Arc::new(Output::default());
+    let err = match f
+        .runtime
+        .start(f.spec(uid, "nobin", &["/no/such/program"], out.clone()))
+        .await
+    {
+        Ok(h) => panic!("started: {:?}", h.wait().await),
+        Err(e) => e,
+    };
+    assert!(err.to_string().contains("no/such/program"), "{err}");
+    f.release_and_check(uid).await;
+}
