@@ -470,3 +470,97 @@ fn modules_from_a_registry_and_a_configmap_namespaces_and_selectors() {
     let (ok, err) = apply(&c, &pod("hub-default", json!({}), "nginx"));
     assert!(ok, "{err}");
 }
+
+/// A preview 1 command that answers `validate-settings` with `{"valid":true}` and `mutate` with
+/// the fixed `answer`: the input JSON's keys are sorted, so byte 14 is the operation's first
+/// letter (`m` for mutate).
+fn fixed_mutator(answer: &str) -> Vec<u8> {
+    let escaped = answer.replace('\\', "\\\\").replace('"', "\\\"");
+    let wat = format!(
+        r#"(module
+          (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 1024) "{escaped}")
+          (data (i32.const 3072) "{{\"valid\":true}}")
+          (func $write (param $ptr i32) (param $len i32)
+            (i32.store (i32.const 0) (local.get $ptr))
+            (i32.store (i32.const 4) (local.get $len))
+            (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+          (func (export "_start")
+            (i32.store (i32.const 16) (i32.const 4096))
+            (i32.store (i32.const 20) (i32.const 64))
+            (drop (call $fd_read (i32.const 0) (i32.const 16) (i32.const 1) (i32.const 24)))
+            (if (i32.eq (i32.load8_u (i32.const 4110)) (i32.const 109))
+              (then (call $write (i32.const 1024) (i32.const {len})))
+              (else (call $write (i32.const 3072) (i32.const 14))))))"#,
+        len = answer.len()
+    );
+    wat::parse_str(wat).expect("valid WAT")
+}
+
+#[test]
+fn mutating_policies_that_ask_are_reinvoked_after_later_changes() {
+    let c = Cluster::start();
+    // "a-" runs first: it only acts once "b-" has labelled the pod, so only a second look helps.
+    let look_again = fixed_mutator(
+        r#"{"allowed":true,"patch":[{"op":"test","path":"/metadata/labels/stage","value":"two"},{"op":"add","path":"/metadata/labels/seen-stage-two","value":"yes"}]}"#,
+    );
+    let stage_two = fixed_mutator(
+        r#"{"allowed":true,"patch":[{"op":"add","path":"/metadata/labels/stage","value":"two"}]}"#,
+    );
+    let a = |reinvocation: &str| {
+        policy(
+            "a-second-look",
+            &look_again,
+            json!({"mutating": true, "failurePolicy": "Ignore", "reinvocationPolicy": reinvocation}),
+        )
+    };
+    let (ok, err) = apply(&c, &a("IfNeeded"));
+    assert!(ok, "{err}");
+    let (ok, err) = apply(
+        &c,
+        &policy("b-stage-two", &stage_two, json!({"mutating": true})),
+    );
+    assert!(ok, "{err}");
+    wait_for_phase(&c, "a-second-look", "Active");
+    wait_for_phase(&c, "b-stage-two", "Active");
+
+    let labels = |name: &str| -> Value {
+        let out = c.ok(&["get", "pod", name, "-o", "json"]);
+        serde_json::from_str::<Value>(&out).unwrap_or(Value::Null)["metadata"]["labels"].clone()
+    };
+    let (ok, err) = apply(&c, &pod("again", json!({"app": "x"}), "wkube.local/x:v1"));
+    assert!(ok, "{err}");
+    let got = labels("again");
+    assert_eq!(got["stage"], "two", "{got}");
+    assert_eq!(
+        got["seen-stage-two"], "yes",
+        "reinvoked after b changed the pod: {got}"
+    );
+
+    // Never (the default): the first look is the only one. The change is in force once the
+    // status describes the new generation.
+    let (ok, err) = apply(&c, &a("Never"));
+    assert!(ok, "{err}");
+    eventually(Duration::from_secs(30), || {
+        let out = c.ok(&[
+            "get",
+            "clusteradmissionpolicy",
+            "a-second-look",
+            "-o",
+            "json",
+        ]);
+        let p: Value = serde_json::from_str(&out).ok()?;
+        (p["status"]["observedGeneration"] == p["metadata"]["generation"]).then_some(())
+    });
+    let (ok, err) = apply(&c, &pod("once", json!({"app": "x"}), "wkube.local/x:v1"));
+    assert!(ok, "{err}");
+    let got = labels("once");
+    assert_eq!(got["stage"], "two", "{got}");
+    assert!(got["seen-stage-two"].is_null(), "not reinvoked: {got}");
+
+    let (ok, err) = apply(&c, &a("Sometimes"));
+    assert!(!ok);
+    assert!(err.contains("reinvocationPolicy"), "{err}");
+}

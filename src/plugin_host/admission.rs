@@ -104,17 +104,21 @@ impl AdmissionHook for PolicyAdmission {
         object: &mut Value,
     ) -> ApiResult<Vec<String>> {
         let mut warnings = Vec::new();
-        for p in self.matching(attrs, Some(object), true).await? {
-            let request = request(attrs, Some(object));
-            let answer = p.call(Call::Mutate, &request).await;
-            let Some(patch) = judge(&p, answer, &mut warnings)? else {
-                continue;
-            };
-            match apply_patch(attrs.resource, object, &patch) {
-                Ok(patched) => *object = patched,
-                Err(why) => {
-                    judge(&p, Err(PolicyError::BadResponse(why)), &mut warnings)?;
-                }
+        let policies = self.matching(attrs, Some(object), true).await?;
+        let mut last_change = None;
+        for (i, p) in policies.iter().enumerate() {
+            if mutate_once(p, attrs, object, &mut warnings).await? {
+                last_change = Some(i);
+            }
+        }
+        // Upstream's reinvocation: one more round for the policies that asked for it and ran
+        // before the last change, so they see what later policies did.
+        if let Some(last) = last_change {
+            for p in policies[..last]
+                .iter()
+                .filter(|p| p.spec.reinvoke_if_needed())
+            {
+                mutate_once(p, attrs, object, &mut warnings).await?;
             }
         }
         Ok(warnings)
@@ -132,6 +136,31 @@ impl AdmissionHook for PolicyAdmission {
             judge(&p, answer, &mut warnings)?;
         }
         Ok(warnings)
+    }
+}
+
+/// Runs one mutating policy and applies its patch; returns whether the object changed.
+async fn mutate_once(
+    p: &ActivePolicy,
+    attrs: &AdmissionAttributes<'_>,
+    object: &mut Value,
+    warnings: &mut Vec<String>,
+) -> ApiResult<bool> {
+    let request = request(attrs, Some(object));
+    let answer = p.call(Call::Mutate, &request).await;
+    let Some(patch) = judge(p, answer, warnings)? else {
+        return Ok(false);
+    };
+    match apply_patch(attrs.resource, object, &patch) {
+        Ok(patched) => {
+            let changed = patched != *object;
+            *object = patched;
+            Ok(changed)
+        }
+        Err(why) => {
+            judge(p, Err(PolicyError::BadResponse(why)), warnings)?;
+            Ok(false)
+        }
     }
 }
 

@@ -101,6 +101,11 @@ pub struct AdmissionPolicySpec {
     /// Most linear memory one call may use, as a quantity (default 64Mi).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit: Option<String>,
+    /// Mutating policies only: `IfNeeded` runs the policy once more when a policy after it
+    /// changed the object (upstream's webhook reinvocation); `Never` (the default) does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Never", "IfNeeded"]))]
+    pub reinvocation_policy: Option<String>,
     /// `protect` enforces; `monitor` admits everything and only warns what it would deny.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = ["protect", "monitor"]))]
@@ -298,6 +303,16 @@ impl AdmissionPolicySpec {
                 format!("unsupported value {m:?}: must be protect or monitor"),
             );
         }
+        if let Some(r) = self
+            .reinvocation_policy
+            .as_deref()
+            .filter(|r| !["Never", "IfNeeded"].contains(r))
+        {
+            err(
+                "reinvocationPolicy",
+                format!("unsupported value {r:?}: must be Never or IfNeeded"),
+            );
+        }
         if let Some(t) = self.timeout_seconds {
             if !(1..=MAX_TIMEOUT_SECONDS).contains(&t) {
                 err(
@@ -336,6 +351,11 @@ impl AdmissionPolicySpec {
 
     pub fn is_mutating(&self) -> bool {
         self.mutating.unwrap_or(false)
+    }
+
+    /// Whether the policy asked to run again when a later one changed the object.
+    pub fn reinvoke_if_needed(&self) -> bool {
+        self.reinvocation_policy.as_deref() == Some("IfNeeded")
     }
 }
 
