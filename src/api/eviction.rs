@@ -123,7 +123,7 @@ async fn the_budget(
     ns: &str,
     pod: &Value,
 ) -> ApiResult<Option<(PodDisruptionBudget, Value)>> {
-    let labels = labels_of(pod);
+    let labels = crate::label_selector::labels_of(pod);
     let keep = |_: &Value| true;
     let page = rest
         .objects()
@@ -156,17 +156,6 @@ async fn the_budget(
             "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
         )),
     }
-}
-
-fn labels_of(obj: &Value) -> BTreeMap<String, String> {
-    obj.pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 enum Verdict {

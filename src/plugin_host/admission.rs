@@ -84,14 +84,19 @@ impl PolicyAdmission {
         object: Option<&Value>,
     ) -> ApiResult<Option<BTreeMap<String, String>>> {
         if BuiltinKind::of(attrs.resource) == BuiltinKind::Namespace {
-            return Ok(object.or(attrs.old_object).map(resource::labels));
+            return Ok(object
+                .or(attrs.old_object)
+                .map(crate::label_selector::labels_of));
         }
         let (Some(ns), Some(r)) = (&attrs.namespace, &self.namespaces) else {
             return Ok(None);
         };
         let found = self.objects.get(r, None, ns, Read::Local).await?;
         Ok(Some(
-            found.as_ref().map(resource::labels).unwrap_or_default(),
+            found
+                .as_ref()
+                .map(crate::label_selector::labels_of)
+                .unwrap_or_default(),
         ))
     }
 }
@@ -175,7 +180,7 @@ fn static_match(p: &ActivePolicy, attrs: &AdmissionAttributes<'_>, object: Optio
         [object, attrs.old_object]
             .into_iter()
             .flatten()
-            .any(|o| resource::selects(sel, &resource::labels(o)))
+            .any(|o| resource::selects(sel, &crate::label_selector::labels_of(o)))
     };
     rules && (p.spec.object_selector.is_none() || selected())
 }

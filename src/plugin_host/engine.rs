@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::Engine;
 
 use super::PolicyError;
 
@@ -35,25 +35,8 @@ impl Default for PluginHostConfig {
 }
 
 pub(crate) fn build_engine(cfg: &PluginHostConfig) -> Result<Engine, PolicyError> {
-    let n = cfg.max_concurrent_calls.max(1);
-    let max_memory = usize::try_from(cfg.max_memory_bytes).unwrap_or(usize::MAX);
-    let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(n)
-        // A Rust component holds several core instances (the program, WASI adapter, shims).
-        .total_core_instances(n.saturating_mul(4))
-        .total_memories(n.saturating_mul(2))
-        .total_tables(n.saturating_mul(4))
-        .total_stacks(n)
-        .max_memory_size(max_memory)
-        .table_elements(100_000)
-        .max_core_instance_size(4 << 20);
-    let mut config = Config::new();
-    config
-        .epoch_interruption(true)
-        .wasm_component_model(true)
-        .parallel_compilation(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    config.cache(None);
+    let config =
+        crate::runtime::wasm::engine::pooled_config(cfg.max_concurrent_calls, cfg.max_memory_bytes);
     Engine::new(&config).map_err(|e| PolicyError::Host(format!("configuring wasmtime: {e:#}")))
 }
 

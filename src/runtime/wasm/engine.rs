@@ -39,12 +39,12 @@ impl Default for WasmRuntimeConfig {
     }
 }
 
-/// Builds the engine: async calls (guests are tokio tasks), epoch interruption (so they
-/// yield and can be stopped), the pooling allocator (instantiation in microseconds, bounded
-/// address-space use) and no wasmtime cache (we keep our own, keyed by image digest).
-pub(crate) fn build_engine(cfg: &WasmRuntimeConfig) -> Result<Engine, RuntimeError> {
-    let n = cfg.max_instances.max(1);
-    let max_memory = usize::try_from(cfg.max_memory_bytes).unwrap_or(usize::MAX);
+/// The engine configuration wkube's guests run under (pods here, admission policies in
+/// `crate::plugin_host`): epoch interruption, the component model, and a pooling allocator
+/// with room for `max_instances` instances of up to `max_memory_bytes` each.
+pub(crate) fn pooled_config(max_instances: u32, max_memory_bytes: u64) -> Config {
+    let n = max_instances.max(1);
+    let max_memory = usize::try_from(max_memory_bytes).unwrap_or(usize::MAX);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
         // A component holds several core instances (the program, WASI adapters, shims).
@@ -56,7 +56,6 @@ pub(crate) fn build_engine(cfg: &WasmRuntimeConfig) -> Result<Engine, RuntimeErr
         // Big toolchains (Go, .NET) have large function tables; this is virtual memory only.
         .table_elements(100_000)
         .max_core_instance_size(4 << 20);
-
     let mut config = Config::new();
     config
         .epoch_interruption(true)
@@ -64,6 +63,14 @@ pub(crate) fn build_engine(cfg: &WasmRuntimeConfig) -> Result<Engine, RuntimeErr
         .parallel_compilation(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config.cache(None);
+    config
+}
+
+/// Builds the engine: async calls (guests are tokio tasks), epoch interruption (so they
+/// yield and can be stopped), the pooling allocator (instantiation in microseconds, bounded
+/// address-space use) and no wasmtime cache (we keep our own, keyed by image digest).
+pub(crate) fn build_engine(cfg: &WasmRuntimeConfig) -> Result<Engine, RuntimeError> {
+    let config = pooled_config(cfg.max_instances, cfg.max_memory_bytes);
     Engine::new(&config)
         .map_err(|e| RuntimeError::Create(format!("cannot configure wasmtime: {e:#}")))
 }

@@ -23,7 +23,7 @@ use crate::runtime::{ContainerSpec, PodRuntime, ResolvedImage, RunningContainer,
 
 mod compile_cache;
 mod container;
-mod engine;
+pub(crate) mod engine;
 mod limits;
 mod output;
 mod p1;
