@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
@@ -501,6 +502,20 @@ pub struct Framework {
     scores: Vec<Box<dyn ScorePlugin>>,
     cluster_filters: Vec<Box<dyn ClusterFilterPlugin>>,
     cluster_scores: Vec<Box<dyn ClusterScorePlugin>>,
+    /// Where the next cycle starts filtering, so that sampling visits every node in turn.
+    next_start: AtomicUsize,
+}
+
+/// Upstream's adaptive `percentageOfNodesToScore`: in a big cluster a cycle stops filtering
+/// once it has found this many feasible nodes (all of them below 100 nodes; 50% minus one
+/// point per 125 nodes, at least 5%, and never fewer than 100).
+pub fn feasible_nodes_to_find(all: usize) -> usize {
+    const MIN_FEASIBLE: usize = 100;
+    if all < MIN_FEASIBLE {
+        return all;
+    }
+    let percentage = 50usize.saturating_sub(all / 125).max(5);
+    (all * percentage / 100).max(MIN_FEASIBLE)
 }
 
 impl Framework {
@@ -510,6 +525,7 @@ impl Framework {
             scores,
             cluster_filters: Vec::new(),
             cluster_scores: Vec::new(),
+            next_start: AtomicUsize::new(0),
         }
     }
 
@@ -590,16 +606,23 @@ impl Framework {
     ) -> Result<Decision, ScheduleError> {
         let mut feasible = Vec::new();
         let mut reasons = BTreeMap::new();
-        let mut num_nodes = 0;
         let name_restriction = node_name_restriction(pod);
         let all: Vec<&NodeInfo> = nodes.into_iter().collect();
+        let num_nodes = all.len();
         let cluster_checks: Vec<Box<dyn NodeFilter>> = self
             .cluster_filters
             .iter()
             .filter_map(|p| p.pre_filter(pod, &all))
             .collect();
-        for &node in &all {
-            num_nodes += 1;
+        let enough = feasible_nodes_to_find(num_nodes);
+        let start = self.next_start.load(Ordering::Relaxed) % num_nodes.max(1);
+        let mut processed = 0;
+        for i in 0..num_nodes {
+            if feasible.len() >= enough {
+                break;
+            }
+            let node = all[(start + i) % num_nodes];
+            processed += 1;
             if let Some(allowed) = &name_restriction {
                 // Upstream's NodeAffinity PreFilter narrows the candidates to these names;
                 // the others are reported without running any filter.
@@ -621,6 +644,8 @@ impl Framework {
                 }
             }
         }
+        self.next_start
+            .store((start + processed) % num_nodes.max(1), Ordering::Relaxed);
         if num_nodes == 0 {
             return Err(ScheduleError::NoNodes);
         }

@@ -9,9 +9,11 @@
 //! Pods that fit nowhere may [`preemption`] lower-priority pods: the victims are deleted
 //! gracefully and the pod, nominated to their node, is retried once they are gone.
 //!
-//! Not done (yet): volume and port plugins, reserving room for nominated pods against other
-//! pending pods, `percentageOfNodesToScore` (every node is evaluated), multiple profiles, and
-//! wasm plugins (which will implement [`FilterPlugin`]/[`ScorePlugin`]).
+//! In big clusters a cycle filters only a rotating sample of the nodes (upstream's adaptive
+//! `percentageOfNodesToScore`, [`framework::feasible_nodes_to_find`]).
+//!
+//! Not done (yet): volume and port plugins, multiple profiles, and wasm plugins (which will
+//! wrap as [`framework::ClusterFilterPlugin`]/[`framework::ClusterScorePlugin`]).
 
 pub mod binder;
 pub mod cache;

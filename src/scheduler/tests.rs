@@ -256,3 +256,26 @@ fn assumed_pods_fill_nodes_between_cycles() {
     cache.forget(&first); // binding failed
     assert!(fw.schedule(&second, cache.nodes(), &mut rng()).is_ok());
 }
+
+#[test]
+fn big_clusters_filter_a_sample_of_nodes_in_turn() {
+    use crate::scheduler::framework::feasible_nodes_to_find;
+    use crate::scheduler::testutil::{node, pod};
+    use rand::SeedableRng as _;
+    assert_eq!(feasible_nodes_to_find(50), 50);
+    assert_eq!(feasible_nodes_to_find(150), 100, "never fewer than 100");
+    assert_eq!(feasible_nodes_to_find(1000), 420);
+    assert_eq!(feasible_nodes_to_find(5000), 500);
+    assert_eq!(feasible_nodes_to_find(100_000), 5000);
+
+    let nodes: Vec<_> = (0..1000).map(|i| node(&format!("n{i}"))).collect();
+    let fw = crate::scheduler::default_framework();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let first = fw.schedule(&pod("a"), &nodes, &mut rng).expect("fits");
+    assert_eq!(first.feasible_nodes, 420);
+    // The next cycle starts where this one stopped (it wraps around the node list).
+    let second = fw.schedule(&pod("b"), &nodes, &mut rng).expect("fits");
+    assert_eq!(second.feasible_nodes, 420);
+    let third = fw.schedule(&pod("c"), &nodes, &mut rng).expect("fits");
+    assert_eq!(third.feasible_nodes, 420);
+}
