@@ -39,8 +39,10 @@ pub(crate) fn build_engine(cfg: &PluginHostConfig) -> Result<Engine, PolicyError
     let max_memory = usize::try_from(cfg.max_memory_bytes).unwrap_or(usize::MAX);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
-        // A Rust component holds several core instances (the program, WASI adapter, shims).
-        .total_core_instances(n.saturating_mul(4))
+        // A Rust component holds 3 core instances (the program, WASI adapter, shims); one
+        // built by componentize-py holds 14 (libc, libpython, its extension modules, shims),
+        // and the pool must fit the largest language we ship an example for.
+        .total_core_instances(n.saturating_mul(16))
         .total_memories(n.saturating_mul(2))
         .total_tables(n.saturating_mul(4))
         .total_stacks(n)
