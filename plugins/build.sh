@@ -5,6 +5,7 @@
 #   default-resources.wasm   mutating component (Rust, wit-bindgen, wasm32-wasip2)
 #   allowed-registries.wasm  WASI preview 1 command (C, clang + wasi-libc)
 #   deny-privileged.wasm     component (Python, componentize-py from PyPI, in <target>/py-venv)
+#   require-name-and-tag.wasm  component (JavaScript, componentize-js from npm, in <target>/js-build)
 # Safe to run concurrently (a lock serialises builders) and cheap when nothing changed.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -52,4 +53,18 @@ if stale "$out/deny-privileged.wasm" "$here/python/deny-privileged" "$wit"; then
   mv -f "$out/deny-privileged.wasm.tmp.$$" "$out/deny-privileged.wasm"
 fi
 
+# JavaScript: componentize-js at the versions of plugins/js/package-lock.json, installed once
+# per lock file; build.mjs must sit beside that node_modules for node to resolve it.
+js="$target/js-build"
+mkdir -p "$js"
+if ! cmp -s "$here/js/package-lock.json" "$js/.installed-lock"; then
+  cp "$here/js/package.json" "$here/js/package-lock.json" "$js/"
+  (cd "$js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  cp "$here/js/package-lock.json" "$js/.installed-lock"
+fi
+cp "$here/js/build.mjs" "$js/build.mjs"
+if stale "$out/require-name-and-tag.wasm" "$here/js/require-name-and-tag" "$here/js/build.mjs" "$wit"; then
+  (cd "$js" && node build.mjs "$wit" "$here/js/require-name-and-tag/policy.js" \
+    "$out/require-name-and-tag.wasm")
+fi
 echo "$out"

@@ -400,3 +400,73 @@ async fn deny_privileged_python() {
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"spec": "x"}});
     assert!(validate(cm).await.allowed);
 }
+
+#[tokio::test]
+async fn require_name_and_tag_javascript() {
+    let m = load("require-name-and-tag.wasm").await;
+    let limits = CallLimits::default();
+    assert_eq!(m.validate_settings(&json!({}), &limits).await, Ok(Ok(())));
+    let r = m
+        .validate_settings(&json!({"labels": ["x"]}), &limits)
+        .await;
+    assert!(
+        matches!(r, Ok(Err(ref msg)) if msg == "this policy takes no settings (got: labels)"),
+        "{r:?}"
+    );
+
+    let validate = |object: Value| {
+        let m = m.clone();
+        async move {
+            run(
+                &m,
+                Call::Validate,
+                json!({}),
+                request(Operation::Create, object),
+            )
+            .await
+        }
+    };
+    let named = json!({"app.kubernetes.io/name": "web"});
+    let r = validate(pod(json!({"team": "a"}), "nginx:1.25")).await;
+    assert!(!r.allowed);
+    assert_eq!(
+        r.message.as_deref(),
+        Some("missing required label app.kubernetes.io/name")
+    );
+    let r = validate(pod(named.clone(), "nginx:latest")).await;
+    assert_eq!(
+        r.message.as_deref(),
+        Some("container \"c\": image nginx:latest uses the :latest tag (pin images to a version tag or a digest)")
+    );
+    // A registry port is not a tag.
+    let r = validate(pod(named.clone(), "127.0.0.1:5000/team/app")).await;
+    assert_eq!(
+        r.message.as_deref(),
+        Some("container \"c\": image 127.0.0.1:5000/team/app has no tag (it would run :latest) (pin images to a version tag or a digest)")
+    );
+    for image in [
+        "nginx:1.25",
+        "127.0.0.1:5000/app:v1",
+        "nginx@sha256:00",
+        "nginx:latest@sha256:00",
+    ] {
+        let r = validate(pod(named.clone(), image)).await;
+        assert!(r.allowed && r.message.is_none(), "{image}: {r:?}");
+    }
+    // Every problem of a workload's template is listed.
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"template": {"spec": {
+            "initContainers": [{"name": "i", "image": "busybox"}],
+            "containers": [{"name": "c", "image": "nginx:1.25"}, {"name": "s", "image": "envoy:latest"}]}}},
+    });
+    let r = validate(deployment).await;
+    assert_eq!(
+        r.message.as_deref(),
+        Some("missing required label app.kubernetes.io/name; container \"i\": image busybox has no tag (it would run :latest); container \"s\": image envoy:latest uses the :latest tag (pin images to a version tag or a digest)")
+    );
+    // Deletes pass whatever the object.
+    let mut delete = request(Operation::Delete, json!({}));
+    delete.object = None;
+    assert!(run(&m, Call::Validate, json!({}), delete).await.allowed);
+}

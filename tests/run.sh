@@ -15,9 +15,12 @@ command -v wasm-ld >/dev/null 2>&1 || need_apt+=(lld)
 ls /usr/lib/llvm-14/lib/clang/14*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 || need_apt+=(libclang-rt-14-dev-wasm32)
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
-# The Python example policy: plugins/build.sh makes a venv for componentize-py (from PyPI, pinned).
+# The Python and JavaScript example policies: plugins/build.sh makes a venv (componentize-py)
+# and runs npm (componentize-js); both then come from their registries, pinned.
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
