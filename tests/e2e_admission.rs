@@ -470,3 +470,127 @@ fn modules_from_a_registry_and_a_configmap_namespaces_and_selectors() {
     let (ok, err) = apply(&c, &pod("hub-default", json!({}), "nginx"));
     assert!(ok, "{err}");
 }
+
+/// Pushes a built example policy to `registry` as a wasm OCI artifact and returns its
+/// reference. The Python and JavaScript components are 12-18 MB (an interpreter inside): past
+/// the 3 MiB request body limit for `module.inline`, and the 1 MiB object limit for a
+/// ConfigMap, so an OCI reference is the way such a policy reaches the cluster.
+fn push_plugin(c: &Cluster, registry: &common::registry::Registry, file: &str) -> String {
+    let reference = format!(
+        "{}/policies/{}:v1",
+        registry.host(),
+        file.trim_end_matches(".wasm")
+    );
+    let wasm = wasm_plugins().join(file).to_string_lossy().to_string();
+    let out = c.wkube(&["image", "push", &wasm, &reference]);
+    assert!(
+        out.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    reference
+}
+
+/// A ClusterAdmissionPolicy pulled by OCI reference, for creates of pods and deployments.
+fn policy_from(name: &str, reference: &str, settings: Value) -> String {
+    json!({
+        "apiVersion": "wkube.dev/v1alpha1", "kind": "ClusterAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "module": {"image": reference},
+            "rules": [{"apiGroups": ["", "apps"], "apiVersions": ["v1"],
+                       "resources": ["pods", "deployments"], "operations": ["CREATE", "UPDATE"]}],
+            "settings": settings,
+        },
+    })
+    .to_string()
+}
+
+#[test]
+fn a_python_policy_refuses_privileged_pods_and_host_paths() {
+    let registry = common::registry::Registry::start();
+    let c = Cluster::start();
+    let reference = push_plugin(&c, &registry, "deny-privileged.wasm");
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        &policy_from(
+            "deny-privileged",
+            &reference,
+            json!({"allowedHostPaths": ["/var/log"]}),
+        ),
+    );
+    wait_for_phase(&c, "deny-privileged", "Active");
+
+    let privileged = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root"},
+        "spec": {"containers": [{"name": "shell", "image": "busybox:1.36",
+                                 "securityContext": {"privileged": true}}],
+                 "volumes": [{"name": "host", "hostPath": {"path": "/"}}]},
+    });
+    let (ok, err) = apply(&c, &privileged.to_string());
+    assert!(!ok, "a privileged pod was admitted");
+    assert!(
+        err.contains("admission policy \"deny-privileged\" denied the request: container \"shell\" is privileged; volume \"host\" mounts host path / (privileged containers and hostPath volumes are not allowed)"),
+        "{err}"
+    );
+    // The pod template of a workload is checked as well.
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                 "template": {"metadata": {"labels": {"app": "agent"}},
+                              "spec": {"initContainers": [{"name": "setup", "image": "busybox:1.36",
+                                                           "securityContext": {"privileged": true}}],
+                                       "containers": [{"name": "main", "image": "busybox:1.36"}]}}},
+    });
+    let (ok, err) = apply(&c, &deployment.to_string());
+    assert!(
+        !ok,
+        "a deployment with a privileged init container was admitted"
+    );
+    assert!(
+        err.contains("initContainer \"setup\" is privileged"),
+        "{err}"
+    );
+
+    let logs = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shipper"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36",
+                                 "securityContext": {"privileged": false}}],
+                 "volumes": [{"name": "logs", "hostPath": {"path": "/var/log/pods"}}]},
+    });
+    let (ok, err) = apply(&c, &logs.to_string());
+    assert!(ok, "{err}");
+    c.ok(&["get", "pod", "shipper"]);
+}
+
+#[test]
+fn a_javascript_policy_requires_a_name_and_a_pinned_tag() {
+    let registry = common::registry::Registry::start();
+    let c = Cluster::start();
+    let reference = push_plugin(&c, &registry, "require-name-and-tag.wasm");
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        &policy_from("name-and-tag", &reference, json!({})),
+    );
+    wait_for_phase(&c, "name-and-tag", "Active");
+
+    let named = json!({"app.kubernetes.io/name": "web"});
+    let (ok, err) = apply(&c, &pod("anonymous", json!({"team": "a"}), "nginx:1.25"));
+    assert!(!ok, "a pod without app.kubernetes.io/name was admitted");
+    assert!(
+        err.contains("admission policy \"name-and-tag\" denied the request: missing required label app.kubernetes.io/name"),
+        "{err}"
+    );
+    let (ok, err) = apply(&c, &pod("floating", named.clone(), "nginx:latest"));
+    assert!(!ok, "a :latest image was admitted");
+    assert!(
+        err.contains("container \"c\": image nginx:latest uses the :latest tag"),
+        "{err}"
+    );
+    let (ok, err) = apply(&c, &pod("untagged", named.clone(), "nginx"));
+    assert!(!ok && err.contains("image nginx has no tag"), "{err}");
+
+    let (ok, err) = apply(&c, &pod("pinned", named, "nginx:1.25"));
+    assert!(ok, "{err}");
+    c.ok(&["get", "pod", "pinned"]);
+}
