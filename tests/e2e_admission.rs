@@ -594,3 +594,79 @@ fn a_javascript_policy_requires_a_name_and_a_pinned_tag() {
     assert!(ok, "{err}");
     c.ok(&["get", "pod", "pinned"]);
 }
+
+#[test]
+fn wkube_policy_push_publishes_only_policies() {
+    let registry = common::registry::Registry::start();
+    let c = Cluster::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let settings = dir.path().join("settings.yaml");
+    let module = wasm_plugins()
+        .join("require-labels.wasm")
+        .to_string_lossy()
+        .to_string();
+    let reference = format!("{}/policies/require-team:v2", registry.host());
+    let settings_arg = settings.to_string_lossy().to_string();
+    let push = |file: &str, reference: &str| {
+        let out = c.wkube(&[
+            "policy",
+            "push",
+            file,
+            reference,
+            "--settings",
+            &settings_arg,
+        ]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let tags = |name: &str| {
+        common::registry::http_status(registry.port, &format!("/v2/policies/{name}/tags/list"))
+    };
+
+    // Settings the policy refuses: nothing is pushed.
+    std::fs::write(&settings, "labels: []\n").expect("write");
+    let (ok, _, err) = push(&module, &reference);
+    assert!(!ok);
+    assert!(
+        err.contains("the policy refuses the settings") && err.contains("at least one"),
+        "{err}"
+    );
+    assert_eq!(tags("require-team"), Some(404));
+
+    // A wasm component that is not a policy (a hello-world command) is refused too.
+    std::fs::write(&settings, "labels: [team]\n").expect("write");
+    let hello = common::wasm_examples()
+        .join("hello-component.wasm")
+        .to_string_lossy()
+        .to_string();
+    let other = format!("{}/policies/hello:v1", registry.host());
+    let (ok, _, err) = push(&hello, &other);
+    assert!(!ok);
+    assert!(err.contains("is not an admission policy"), "{err}");
+    assert_eq!(tags("hello"), Some(404));
+
+    // A policy is published, and a cluster policy pulls it by reference and enforces it.
+    let (ok, out, err) = push(&module, &reference);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("as {reference}@sha256:")), "{out}");
+    assert_eq!(tags("require-team"), Some(200));
+    let manifest = json!({
+        "apiVersion": "wkube.dev/v1alpha1", "kind": "ClusterAdmissionPolicy",
+        "metadata": {"name": "require-team"},
+        "spec": {
+            "module": {"image": reference},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "operations": ["CREATE"]}],
+            "settings": {"labels": ["team"]},
+        },
+    });
+    c.ok_stdin(&["apply", "-f", "-"], &manifest.to_string());
+    wait_for_phase(&c, "require-team", "Active");
+    let (ok, err) = apply(&c, &pod("bare", json!({}), "x"));
+    assert!(
+        !ok && err.contains("missing required label(s): team"),
+        "{err}"
+    );
+}
