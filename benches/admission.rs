@@ -4,10 +4,11 @@
 //!     (a fresh instance per call, as the API server does), beside the require-labels logic
 //!     written natively in Rust here, in one run: the ratio is what wasm costs.
 //! (b) API create latency and throughput with 0, 1 and 10 active policies (require-labels on
-//!     ConfigMaps), at 1 and 32 clients: what policies cost a write.
+//!     ConfigMaps), then with the Python and the JavaScript policy alone, at 1 and 32 clients:
+//!     what policies cost a write.
 //!
-//! Run: `cargo bench --bench admission` (builds plugins/ first, see plugins/build.sh). Everything
-//! listens on 127.0.0.1 only. Figures are printed; nothing is asserted beyond the policies
+//! Run: `cargo bench --bench admission` (builds plugins/ first, see plugins/build.sh; needs
+//! Debian's `docker-registry`, as the tests do). Everything listens on 127.0.0.1 only. Figures are printed; nothing is asserted beyond the policies
 //! really running (a request they must refuse is refused).
 
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind as KubeGvk, PostParams};
 use serde_json::{json, Value};
 use wkube::plugin_host::{
@@ -26,6 +27,9 @@ use wkube::plugin_host::{
 };
 
 mod common;
+// The tests' Debian `docker-registry` on a loopback port, for the policies too large to inline.
+#[path = "../tests/common/registry.rs"]
+mod registry;
 
 use common::{client, pct, start_wkube};
 
@@ -263,7 +267,8 @@ async fn creates(
                     break;
                 }
                 let cm: ConfigMap = serde_json::from_value(json!({
-                    "metadata": {"name": format!("{tag}-{i}"), "labels": {"team": "a"}},
+                    "metadata": {"name": format!("{tag}-{i}"),
+                                 "labels": {"team": "a", "app.kubernetes.io/name": "bench"}},
                     "data": {"payload": "x".repeat(256)},
                 }))
                 .expect("configmap");
@@ -283,23 +288,23 @@ async fn creates(
     (lat, started.elapsed())
 }
 
-/// A ClusterAdmissionPolicy running require-labels (inline) on ConfigMap creates.
-fn labels_policy(name: &str, module: &[u8]) -> DynamicObject {
+/// A ClusterAdmissionPolicy on creates of `resources` (core group).
+fn policy(name: &str, module: Value, resources: &[&str], settings: Value) -> DynamicObject {
     serde_json::from_value(json!({
         "apiVersion": "wkube.dev/v1alpha1", "kind": "ClusterAdmissionPolicy",
         "metadata": {"name": name},
         "spec": {
-            "module": {"inline": base64::engine::general_purpose::STANDARD.encode(module)},
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"],
+            "module": module,
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": resources,
                        "operations": ["CREATE"]}],
-            "settings": {"labels": ["team"]},
+            "settings": settings,
         },
     }))
     .expect("policy")
 }
 
 async fn wait_active(policies: &Api<DynamicObject>, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Ok(p) = policies.get(name).await {
             if p.data["status"]["phase"] == "Active" {
@@ -314,50 +319,145 @@ async fn wait_active(policies: &Api<DynamicObject>, name: &str) {
     }
 }
 
+/// Waits until creating `make(i)` is refused (`refused`) or admitted (`!refused`): the way to
+/// know a policy change is in the write path.
+async fn wait_until<K>(api: &Api<K>, refused: bool, what: &str, make: impl Fn(usize) -> K)
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0.. {
+        if api.create(&PostParams::default(), &make(i)).await.is_err() == refused {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} never happened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One row per client count: `total` labelled ConfigMap creates.
+async fn measure(cms: &Api<ConfigMap>, what: &str, tag: &str) {
+    for (clients, total) in [(1usize, 1000usize), (32, 4000)] {
+        let (mut lat, wall) = creates(cms, &format!("{tag}-c{clients}"), total, clients).await;
+        println!(
+            "{what:<26} {clients:>2} clients: {:>6.0} creates/s  p50 {:>7.2} ms  p99 {:>7.2} ms",
+            lat.len() as f64 / wall.as_secs_f64(),
+            pct(&mut lat, 0.5),
+            pct(&mut lat, 0.99),
+        );
+    }
+}
+
 async fn api_overhead() {
-    println!(
-        "== (b) API create latency and throughput (ConfigMaps; policies: require-labels, Rust)"
-    );
+    println!("== (b) API create latency and throughput (ConfigMaps)");
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("wkube");
     let server = start_wkube(&data, &["--no-agent"]);
     let c = client(&data).await;
     let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "default");
     let gvk = KubeGvk::gvk("wkube.dev", "v1alpha1", "ClusterAdmissionPolicy");
     let resource = ApiResource::from_gvk_with_plural(&gvk, "clusteradmissionpolicies");
     let policies: Api<DynamicObject> = Api::all_with(c.clone(), &resource);
-    let module = std::fs::read(wasm_plugins().join("require-labels.wasm")).expect("built policy");
+    let plugins = wasm_plugins();
+    let rust = std::fs::read(plugins.join("require-labels.wasm")).expect("built policy");
+    let inline = json!({"inline": base64::engine::general_purpose::STANDARD.encode(&rust)});
+    let pp = PostParams::default();
+    let bare = |i: usize| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": format!("bare-{i}")}}))
+            .expect("configmap")
+    };
 
+    // require-labels (Rust, inline): 0, 1 and 10 copies.
     let mut active = 0;
     for want in [0usize, 1, 10] {
         while active < want {
             let name = format!("require-team-{active}");
-            policies
-                .create(&PostParams::default(), &labels_policy(&name, &module))
-                .await
-                .expect("create policy");
+            let p = policy(
+                &name,
+                inline.clone(),
+                &["configmaps"],
+                json!({"labels": ["team"]}),
+            );
+            policies.create(&pp, &p).await.expect("create policy");
             wait_active(&policies, &name).await;
             active += 1;
         }
         if want > 0 {
             // The policies must really be in the path: an unlabelled ConfigMap is refused.
-            let bare: ConfigMap =
-                serde_json::from_value(json!({"metadata": {"name": format!("bare-{want}")}}))
-                    .expect("configmap");
-            let refused = cms.create(&PostParams::default(), &bare).await;
+            let refused = cms.create(&pp, &bare(usize::MAX - want)).await;
             assert!(refused.is_err(), "an unlabelled ConfigMap was admitted");
         }
-        for (clients, total) in [(1usize, 1000usize), (32, 4000)] {
-            let (mut lat, wall) =
-                creates(&cms, &format!("p{want}-c{clients}"), total, clients).await;
-            println!(
-                "{want:>2} active policies, {clients:>2} clients: {:>6.0} creates/s  p50 {:>7.2} ms  p99 {:>7.2} ms",
-                lat.len() as f64 / wall.as_secs_f64(),
-                pct(&mut lat, 0.5),
-                pct(&mut lat, 0.99),
-            );
-        }
+        let what = format!("{want:>2} Rust policies,");
+        measure(&cms, &what, &format!("rust{want}")).await;
     }
+    for i in 0..active {
+        let name = format!("require-team-{i}");
+        policies
+            .delete(&name, &Default::default())
+            .await
+            .expect("delete policy");
+    }
+    wait_until(&cms, false, "admitting an unlabelled ConfigMap", bare).await;
+
+    // The interpreted languages, one policy each, pulled from a local registry (too large to
+    // be inline). Python: deny-privileged parses each ConfigMap and finds no pod spec in it.
+    let registry = registry::Registry::start();
+    let push = |file: &str| {
+        let reference = format!("{}/bench/{file}:v1", registry.host());
+        let wasm = plugins.join(file);
+        let out = Command::new(env!("CARGO_BIN_EXE_wkube"))
+            .args(["policy", "push"])
+            .arg(&wasm)
+            .arg(&reference)
+            .output()
+            .expect("run wkube policy push");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json!({"image": reference})
+    };
+    let privileged = |i: usize| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("root-{i}")},
+            "spec": {"containers": [{"name": "c", "image": "x:1", "securityContext": {"privileged": true}}]},
+        }))
+        .expect("pod")
+    };
+    let p = policy(
+        "python",
+        push("deny-privileged.wasm"),
+        &["configmaps", "pods"],
+        json!({}),
+    );
+    policies.create(&pp, &p).await.expect("create policy");
+    wait_active(&policies, "python").await;
+    wait_until(&pods, true, "refusing a privileged pod", privileged).await;
+    measure(&cms, " 1 Python policy,", "python").await;
+    policies
+        .delete("python", &Default::default())
+        .await
+        .expect("delete policy");
+    wait_until(&pods, false, "admitting a privileged pod", |i| {
+        privileged(1000 + i)
+    })
+    .await;
+
+    let p = policy(
+        "js",
+        push("require-name-and-tag.wasm"),
+        &["configmaps"],
+        json!({}),
+    );
+    policies.create(&pp, &p).await.expect("create policy");
+    wait_active(&policies, "js").await;
+    wait_until(&cms, true, "refusing an unnamed ConfigMap", |i| {
+        bare(10_000 + i)
+    })
+    .await;
+    measure(&cms, " 1 JavaScript policy,", "js").await;
     drop(server);
 }
 
