@@ -16,8 +16,8 @@ const { component } = await componentize({
   sourcePath: resolve(source),
   witPath: resolve(wit),
   worldName: "policy",
-  // A policy gets no clocks, files, network or randomness beyond what WASI gives every
-  // component; leaving out the features it does not use keeps the component small.
+  // Without these the component imports wasi:http, which the plugin host does not link (a
+  // policy gets no network), and it would be refused as "imports more than WASI preview 2".
   disableFeatures: ["http", "fetch-event"],
 });
 // Readers may be using OUT right now: replace it atomically.
