@@ -4,6 +4,8 @@
 #   require-labels.wasm      component (Rust, wit-bindgen, wasm32-wasip2)
 #   default-resources.wasm   mutating component (Rust, wit-bindgen, wasm32-wasip2)
 #   allowed-registries.wasm  WASI preview 1 command (C, clang + wasi-libc)
+#   deny-privileged.wasm     component (Python, componentize-py from PyPI, in <target>/py-venv)
+#   require-name-and-tag.wasm  component (JavaScript, componentize-js from npm, in <target>/js-build)
 # Safe to run concurrently (a lock serialises builders) and cheap when nothing changed.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -30,5 +32,39 @@ src="$here/c/allowed-registries/policy.c"
 if [ "$src" -nt "$out/allowed-registries.wasm" ]; then
   clang --target=wasm32-wasi -O2 -Wall -o "$out/allowed-registries.wasm.tmp.$$" "$src"
   mv -f "$out/allowed-registries.wasm.tmp.$$" "$out/allowed-registries.wasm"
+fi
+# True when $1 is missing or older than any file under the other arguments.
+stale() {
+  local built="$1"; shift
+  [ ! -e "$built" ] || [ -n "$(find "$@" -type f -newer "$built" -not -path '*/__pycache__/*' | head -n1)" ]
+}
+wit="$here/../wit/admission"
+
+# Python: componentize-py (pinned) in a venv of its own, made once.
+py_version=0.25.0
+venv="$target/py-venv"
+if ! "$venv/bin/componentize-py" --version 2>/dev/null | grep -qx "componentize-py $py_version"; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "componentize-py==$py_version"
+fi
+if stale "$out/deny-privileged.wasm" "$here/python/deny-privileged" "$wit"; then
+  (cd "$here/python/deny-privileged" && PYTHONDONTWRITEBYTECODE=1 "$venv/bin/componentize-py" \
+    -d "$wit" -w policy componentize app -o "$out/deny-privileged.wasm.tmp.$$" >/dev/null)
+  mv -f "$out/deny-privileged.wasm.tmp.$$" "$out/deny-privileged.wasm"
+fi
+
+# JavaScript: componentize-js at the versions of plugins/js/package-lock.json, installed once
+# per lock file; build.mjs must sit beside that node_modules for node to resolve it.
+js="$target/js-build"
+mkdir -p "$js"
+if ! cmp -s "$here/js/package-lock.json" "$js/.installed-lock"; then
+  cp "$here/js/package.json" "$here/js/package-lock.json" "$js/"
+  (cd "$js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  cp "$here/js/package-lock.json" "$js/.installed-lock"
+fi
+cp "$here/js/build.mjs" "$js/build.mjs"
+if stale "$out/require-name-and-tag.wasm" "$here/js/require-name-and-tag" "$here/js/build.mjs" "$wit"; then
+  (cd "$js" && node build.mjs "$wit" "$here/js/require-name-and-tag/policy.js" \
+    "$out/require-name-and-tag.wasm")
 fi
 echo "$out"

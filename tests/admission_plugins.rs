@@ -297,3 +297,176 @@ fn wkube_policy_bench_prints_latencies() {
         "{stdout}"
     );
 }
+
+/// A pod's spec with one container and the given extras merged into the pod spec.
+fn pod_spec_with(container: Value, volumes: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {"containers": [container], "volumes": volumes},
+    })
+}
+
+#[tokio::test]
+async fn deny_privileged_python() {
+    let m = load("deny-privileged.wasm").await;
+    let limits = CallLimits::default();
+    assert_eq!(m.validate_settings(&json!({}), &limits).await, Ok(Ok(())));
+    let settings = json!({"allowedHostPaths": ["/var/log"]});
+    assert_eq!(m.validate_settings(&settings, &limits).await, Ok(Ok(())));
+    for (bad, why) in [
+        (
+            json!({"allowedHostPath": ["/x"]}),
+            "unknown setting(s): allowedHostPath",
+        ),
+        (json!({"allowedHostPaths": ["relative"]}), "absolute paths"),
+    ] {
+        let r = m.validate_settings(&bad, &limits).await;
+        assert!(
+            matches!(r, Ok(Err(ref msg)) if msg.contains(why)),
+            "{bad}: {r:?}"
+        );
+    }
+
+    let validate = |object: Value| {
+        let m = m.clone();
+        let settings = settings.clone();
+        async move {
+            run(
+                &m,
+                Call::Validate,
+                settings,
+                request(Operation::Create, object),
+            )
+            .await
+        }
+    };
+    // A privileged container and a host path outside the allowed ones, both named.
+    let r = validate(pod_spec_with(
+        json!({"name": "c", "image": "x", "securityContext": {"privileged": true}}),
+        json!([{"name": "logs", "hostPath": {"path": "/var/log/app"}},
+               {"name": "etc", "hostPath": {"path": "/etc"}},
+               {"name": "tmp", "emptyDir": {}}]),
+    ))
+    .await;
+    assert!(!r.allowed);
+    assert_eq!(
+        r.message.as_deref(),
+        Some("container \"c\" is privileged; volume \"etc\" mounts host path /etc (privileged containers and hostPath volumes are not allowed)")
+    );
+    // `/var/logs` is not under `/var/log`: prefixes match whole path segments.
+    let r = validate(pod_spec_with(
+        json!({"name": "c", "image": "x"}),
+        json!([{"name": "l", "hostPath": {"path": "/var/logs"}}]),
+    ))
+    .await;
+    assert!(!r.allowed, "{r:?}");
+    // privileged: false, an allowed host path and no volumes at all are fine.
+    let ok = validate(pod_spec_with(
+        json!({"name": "c", "image": "x", "securityContext": {"privileged": false}}),
+        json!([{"name": "logs", "hostPath": {"path": "/var/log"}}]),
+    ))
+    .await;
+    assert!(ok.allowed && ok.message.is_none(), "{ok:?}");
+
+    // Pod templates of workloads, and every container list.
+    let cronjob = json!({
+        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cj"},
+        "spec": {"jobTemplate": {"spec": {"template": {"spec": {
+            "initContainers": [{"name": "setup", "image": "x", "securityContext": {"privileged": true}}],
+            "containers": [{"name": "main", "image": "x"}]}}}}},
+    });
+    let r = validate(cronjob).await;
+    assert!(!r.allowed);
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("initContainer \"setup\" is privileged"),
+        "{r:?}"
+    );
+    let mut debug = pod_spec_with(json!({"name": "c", "image": "x"}), json!([]));
+    debug["spec"]["ephemeralContainers"] =
+        json!([{"name": "dbg", "image": "busybox", "securityContext": {"privileged": true}}]);
+    let r = validate(debug).await;
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("ephemeralContainer \"dbg\""),
+        "{r:?}"
+    );
+    // Kinds without a pod spec pass.
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"spec": "x"}});
+    assert!(validate(cm).await.allowed);
+}
+
+#[tokio::test]
+async fn require_name_and_tag_javascript() {
+    let m = load("require-name-and-tag.wasm").await;
+    let limits = CallLimits::default();
+    assert_eq!(m.validate_settings(&json!({}), &limits).await, Ok(Ok(())));
+    let r = m
+        .validate_settings(&json!({"labels": ["x"]}), &limits)
+        .await;
+    assert!(
+        matches!(r, Ok(Err(ref msg)) if msg == "this policy takes no settings (got: labels)"),
+        "{r:?}"
+    );
+
+    let validate = |object: Value| {
+        let m = m.clone();
+        async move {
+            run(
+                &m,
+                Call::Validate,
+                json!({}),
+                request(Operation::Create, object),
+            )
+            .await
+        }
+    };
+    let named = json!({"app.kubernetes.io/name": "web"});
+    let r = validate(pod(json!({"team": "a"}), "nginx:1.25")).await;
+    assert!(!r.allowed);
+    assert_eq!(
+        r.message.as_deref(),
+        Some("missing required label app.kubernetes.io/name")
+    );
+    let r = validate(pod(named.clone(), "nginx:latest")).await;
+    assert_eq!(
+        r.message.as_deref(),
+        Some("container \"c\": image nginx:latest uses the :latest tag (pin images to a version tag or a digest)")
+    );
+    // A registry port is not a tag.
+    let r = validate(pod(named.clone(), "127.0.0.1:5000/team/app")).await;
+    assert_eq!(
+        r.message.as_deref(),
+        Some("container \"c\": image 127.0.0.1:5000/team/app has no tag (it would run :latest) (pin images to a version tag or a digest)")
+    );
+    for image in [
+        "nginx:1.25",
+        "127.0.0.1:5000/app:v1",
+        "nginx@sha256:00",
+        "nginx:latest@sha256:00",
+    ] {
+        let r = validate(pod(named.clone(), image)).await;
+        assert!(r.allowed && r.message.is_none(), "{image}: {r:?}");
+    }
+    // Every problem of a workload's template is listed.
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"template": {"spec": {
+            "initContainers": [{"name": "i", "image": "busybox"}],
+            "containers": [{"name": "c", "image": "nginx:1.25"}, {"name": "s", "image": "envoy:latest"}]}}},
+    });
+    let r = validate(deployment).await;
+    assert_eq!(
+        r.message.as_deref(),
+        Some("missing required label app.kubernetes.io/name; container \"i\": image busybox has no tag (it would run :latest); container \"s\": image envoy:latest uses the :latest tag (pin images to a version tag or a digest)")
+    );
+    // Deletes pass whatever the object.
+    let mut delete = request(Operation::Delete, json!({}));
+    delete.object = None;
+    assert!(run(&m, Call::Validate, json!({}), delete).await.allowed);
+}

@@ -564,3 +564,203 @@ fn mutating_policies_that_ask_are_reinvoked_after_later_changes() {
     assert!(!ok);
     assert!(err.contains("reinvocationPolicy"), "{err}");
 }
+
+/// Pushes a built example policy to `registry` as a wasm OCI artifact and returns its
+/// reference. The Python and JavaScript components are 12-18 MB (an interpreter inside): past
+/// the 3 MiB request body limit for `module.inline`, and the 1 MiB object limit for a
+/// ConfigMap, so an OCI reference is the way such a policy reaches the cluster.
+fn push_plugin(c: &Cluster, registry: &common::registry::Registry, file: &str) -> String {
+    let reference = format!(
+        "{}/policies/{}:v1",
+        registry.host(),
+        file.trim_end_matches(".wasm")
+    );
+    let wasm = wasm_plugins().join(file).to_string_lossy().to_string();
+    let out = c.wkube(&["image", "push", &wasm, &reference]);
+    assert!(
+        out.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    reference
+}
+
+/// A ClusterAdmissionPolicy pulled by OCI reference, for creates of pods and deployments.
+fn policy_from(name: &str, reference: &str, settings: Value) -> String {
+    json!({
+        "apiVersion": "wkube.dev/v1alpha1", "kind": "ClusterAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "module": {"image": reference},
+            "rules": [{"apiGroups": ["", "apps"], "apiVersions": ["v1"],
+                       "resources": ["pods", "deployments"], "operations": ["CREATE", "UPDATE"]}],
+            "settings": settings,
+        },
+    })
+    .to_string()
+}
+
+#[test]
+fn a_python_policy_refuses_privileged_pods_and_host_paths() {
+    let registry = common::registry::Registry::start();
+    let c = Cluster::start();
+    let reference = push_plugin(&c, &registry, "deny-privileged.wasm");
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        &policy_from(
+            "deny-privileged",
+            &reference,
+            json!({"allowedHostPaths": ["/var/log"]}),
+        ),
+    );
+    wait_for_phase(&c, "deny-privileged", "Active");
+
+    let privileged = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "root"},
+        "spec": {"containers": [{"name": "shell", "image": "busybox:1.36",
+                                 "securityContext": {"privileged": true}}],
+                 "volumes": [{"name": "host", "hostPath": {"path": "/"}}]},
+    });
+    let (ok, err) = apply(&c, &privileged.to_string());
+    assert!(!ok, "a privileged pod was admitted");
+    assert!(
+        err.contains("admission policy \"deny-privileged\" denied the request: container \"shell\" is privileged; volume \"host\" mounts host path / (privileged containers and hostPath volumes are not allowed)"),
+        "{err}"
+    );
+    // The pod template of a workload is checked as well.
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "agent"},
+        "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                 "template": {"metadata": {"labels": {"app": "agent"}},
+                              "spec": {"initContainers": [{"name": "setup", "image": "busybox:1.36",
+                                                           "securityContext": {"privileged": true}}],
+                                       "containers": [{"name": "main", "image": "busybox:1.36"}]}}},
+    });
+    let (ok, err) = apply(&c, &deployment.to_string());
+    assert!(
+        !ok,
+        "a deployment with a privileged init container was admitted"
+    );
+    assert!(
+        err.contains("initContainer \"setup\" is privileged"),
+        "{err}"
+    );
+
+    let logs = json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shipper"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36",
+                                 "securityContext": {"privileged": false}}],
+                 "volumes": [{"name": "logs", "hostPath": {"path": "/var/log/pods"}}]},
+    });
+    let (ok, err) = apply(&c, &logs.to_string());
+    assert!(ok, "{err}");
+    c.ok(&["get", "pod", "shipper"]);
+}
+
+#[test]
+fn a_javascript_policy_requires_a_name_and_a_pinned_tag() {
+    let registry = common::registry::Registry::start();
+    let c = Cluster::start();
+    let reference = push_plugin(&c, &registry, "require-name-and-tag.wasm");
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        &policy_from("name-and-tag", &reference, json!({})),
+    );
+    wait_for_phase(&c, "name-and-tag", "Active");
+
+    let named = json!({"app.kubernetes.io/name": "web"});
+    let (ok, err) = apply(&c, &pod("anonymous", json!({"team": "a"}), "nginx:1.25"));
+    assert!(!ok, "a pod without app.kubernetes.io/name was admitted");
+    assert!(
+        err.contains("admission policy \"name-and-tag\" denied the request: missing required label app.kubernetes.io/name"),
+        "{err}"
+    );
+    let (ok, err) = apply(&c, &pod("floating", named.clone(), "nginx:latest"));
+    assert!(!ok, "a :latest image was admitted");
+    assert!(
+        err.contains("container \"c\": image nginx:latest uses the :latest tag"),
+        "{err}"
+    );
+    let (ok, err) = apply(&c, &pod("untagged", named.clone(), "nginx"));
+    assert!(!ok && err.contains("image nginx has no tag"), "{err}");
+
+    let (ok, err) = apply(&c, &pod("pinned", named, "nginx:1.25"));
+    assert!(ok, "{err}");
+    c.ok(&["get", "pod", "pinned"]);
+}
+
+#[test]
+fn wkube_policy_push_publishes_only_policies() {
+    let registry = common::registry::Registry::start();
+    let c = Cluster::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let settings = dir.path().join("settings.yaml");
+    let module = wasm_plugins()
+        .join("require-labels.wasm")
+        .to_string_lossy()
+        .to_string();
+    let reference = format!("{}/policies/require-team:v2", registry.host());
+    let settings_arg = settings.to_string_lossy().to_string();
+    let push = |file: &str, reference: &str| {
+        let out = c.wkube(&[
+            "policy",
+            "push",
+            file,
+            reference,
+            "--settings",
+            &settings_arg,
+        ]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let tags = |name: &str| {
+        common::registry::http_status(registry.port, &format!("/v2/policies/{name}/tags/list"))
+    };
+
+    // Settings the policy refuses: nothing is pushed.
+    std::fs::write(&settings, "labels: []\n").expect("write");
+    let (ok, _, err) = push(&module, &reference);
+    assert!(!ok);
+    assert!(
+        err.contains("the policy refuses the settings") && err.contains("at least one"),
+        "{err}"
+    );
+    assert_eq!(tags("require-team"), Some(404));
+
+    // A wasm component that is not a policy (a hello-world command) is refused too.
+    std::fs::write(&settings, "labels: [team]\n").expect("write");
+    let hello = common::wasm_examples()
+        .join("hello-component.wasm")
+        .to_string_lossy()
+        .to_string();
+    let other = format!("{}/policies/hello:v1", registry.host());
+    let (ok, _, err) = push(&hello, &other);
+    assert!(!ok);
+    assert!(err.contains("is not an admission policy"), "{err}");
+    assert_eq!(tags("hello"), Some(404));
+
+    // A policy is published, and a cluster policy pulls it by reference and enforces it.
+    let (ok, out, err) = push(&module, &reference);
+    assert!(ok, "{err}");
+    assert!(out.contains(&format!("as {reference}@sha256:")), "{out}");
+    assert_eq!(tags("require-team"), Some(200));
+    let manifest = json!({
+        "apiVersion": "wkube.dev/v1alpha1", "kind": "ClusterAdmissionPolicy",
+        "metadata": {"name": "require-team"},
+        "spec": {
+            "module": {"image": reference},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "operations": ["CREATE"]}],
+            "settings": {"labels": ["team"]},
+        },
+    });
+    c.ok_stdin(&["apply", "-f", "-"], &manifest.to_string());
+    wait_for_phase(&c, "require-team", "Active");
+    let (ok, err) = apply(&c, &pod("bare", json!({}), "x"));
+    assert!(
+        !ok && err.contains("missing required label(s): team"),
+        "{err}"
+    );
+}

@@ -19,6 +19,12 @@ command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 pkg-config --exists libseccomp 2>/dev/null || need_apt+=(libseccomp-dev)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
+# The Python and JavaScript example policies: plugins/build.sh makes a venv (componentize-py)
+# and runs npm (componentize-js); both then come from their registries, pinned.
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -1,5 +1,6 @@
 //! `wkube policy test`: runs an admission policy offline on one request, the way the API server
-//! would (same plugin host, limits and protocol), and prints its answer.
+//! would (same plugin host, limits and protocol), and prints its answer. `wkube policy push`
+//! publishes a policy to an OCI registry once it has checked that the module is one.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use anyhow::{bail, Context as _};
 use serde_json::{json, Value};
 
 use crate::api::registry::Registry;
+use crate::image::{push_wasm, RegistryAuth};
 use crate::plugin_host::resource::parse_bytes;
 use crate::plugin_host::{
     AdmissionRequest, Call, CallLimits, GroupVersionKind, GroupVersionResource, Operation,
@@ -27,6 +29,27 @@ pub enum PolicyCommand {
         #[arg(long, default_value_t = 1000)]
         iterations: u32,
     },
+    /// Publish a policy to an OCI registry as a wasm artifact (what `spec.module.image` pulls),
+    /// after checking that it loads as a policy and, with `--settings`, accepts them.
+    Push(PushArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    /// The policy's wasm module (a component of the policy world or a WASI preview 1 command).
+    file: PathBuf,
+    /// Where to publish it: HOST[:PORT]/NAME:TAG.
+    reference: String,
+    /// Settings (JSON or YAML) the policy must accept before it is published.
+    #[arg(long)]
+    settings: Option<PathBuf>,
+    /// Registries (host:port) reached over plain HTTP; loopback ones always are.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    #[arg(long, env = "WKUBE_REGISTRY_USER")]
+    username: Option<String>,
+    #[arg(long, env = "WKUBE_REGISTRY_PASSWORD")]
+    password: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,7 +82,58 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
     match cmd {
         PolicyCommand::Test(args) => test(args).await,
         PolicyCommand::Bench { args, iterations } => bench(args, iterations).await,
+        PolicyCommand::Push(args) => push(args).await,
     }
+}
+
+/// Checks the module the way the API server will when a policy names it (compiled, resolved
+/// against the contract, settings validated), so that a broken policy never reaches the
+/// registry, then pushes it with the image push code.
+async fn push(args: PushArgs) -> anyhow::Result<()> {
+    crate::install_crypto_provider();
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let host = PluginHost::new(&PluginHostConfig {
+        max_concurrent_calls: 2,
+        ..PluginHostConfig::default()
+    })?;
+    let module = host
+        .load(bytes)
+        .await
+        .with_context(|| format!("{} is not an admission policy", args.file.display()))?;
+    if let Some(path) = &args.settings {
+        let settings = read_document(path)?;
+        if let Err(message) = module
+            .validate_settings(&settings, &CallLimits::default())
+            .await?
+        {
+            bail!(
+                "the policy refuses the settings in {}: {message}",
+                path.display()
+            );
+        }
+    }
+    let auth = match (args.username, args.password) {
+        (Some(username), Some(password)) => RegistryAuth::Basic { username, password },
+        _ => RegistryAuth::Anonymous,
+    };
+    let digest = push_wasm(
+        &args.file,
+        &args.reference,
+        &auth,
+        &args.insecure_registries,
+    )
+    .await?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "wkube: pushed policy {} ({}) as {}@{digest}",
+        args.file.display(),
+        module.digest(),
+        args.reference
+    )
+    .context("writing the result")?;
+    Ok(())
 }
 
 /// A loaded policy with the settings, request and limits to call it with.

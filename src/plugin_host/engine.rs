@@ -35,8 +35,14 @@ impl Default for PluginHostConfig {
 }
 
 pub(crate) fn build_engine(cfg: &PluginHostConfig) -> Result<Engine, PolicyError> {
-    let config =
-        crate::runtime::wasm::engine::pooled_config(cfg.max_concurrent_calls, cfg.max_memory_bytes);
+    // A Rust component holds 3 core instances (the program, WASI adapter, shims); one built by
+    // componentize-py holds 14 (libc, libpython, its extension modules, shims), and the pool
+    // must fit the largest language we ship an example for.
+    let config = crate::runtime::wasm::engine::pooled_config(
+        cfg.max_concurrent_calls,
+        16,
+        cfg.max_memory_bytes,
+    );
     Engine::new(&config).map_err(|e| PolicyError::Host(format!("configuring wasmtime: {e:#}")))
 }
 

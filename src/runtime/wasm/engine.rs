@@ -41,14 +41,19 @@ impl Default for WasmRuntimeConfig {
 
 /// The engine configuration wkube's guests run under (pods here, admission policies in
 /// `crate::plugin_host`): epoch interruption, the component model, and a pooling allocator
-/// with room for `max_instances` instances of up to `max_memory_bytes` each.
-pub(crate) fn pooled_config(max_instances: u32, max_memory_bytes: u64) -> Config {
+/// with room for `max_instances` instances (each of up to `core_per_component` core instances,
+/// since a component holds several: the program, WASI adapters, shims) of up to
+/// `max_memory_bytes` each.
+pub(crate) fn pooled_config(
+    max_instances: u32,
+    core_per_component: u32,
+    max_memory_bytes: u64,
+) -> Config {
     let n = max_instances.max(1);
     let max_memory = usize::try_from(max_memory_bytes).unwrap_or(usize::MAX);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
-        // A component holds several core instances (the program, WASI adapters, shims).
-        .total_core_instances(n.saturating_mul(4))
+        .total_core_instances(n.saturating_mul(core_per_component.max(1)))
         .total_memories(n.saturating_mul(2))
         .total_tables(n.saturating_mul(4))
         .total_stacks(n)
@@ -70,7 +75,8 @@ pub(crate) fn pooled_config(max_instances: u32, max_memory_bytes: u64) -> Config
 /// yield and can be stopped), the pooling allocator (instantiation in microseconds, bounded
 /// address-space use) and no wasmtime cache (we keep our own, keyed by image digest).
 pub(crate) fn build_engine(cfg: &WasmRuntimeConfig) -> Result<Engine, RuntimeError> {
-    let config = pooled_config(cfg.max_instances, cfg.max_memory_bytes);
+    // Rust and C components hold 3 core instances or fewer.
+    let config = pooled_config(cfg.max_instances, 4, cfg.max_memory_bytes);
     Engine::new(&config)
         .map_err(|e| RuntimeError::Create(format!("cannot configure wasmtime: {e:#}")))
 }
