@@ -162,11 +162,30 @@ fn delete_and_check_clean(c: &Cluster, pods: &[&str]) {
     }
 }
 
+/// Waits for the pod to satisfy `ok`; on a timeout the failure shows the pod's last status and
+/// events, so a rare hang can be told apart from a slow machine.
 fn wait_for(c: &Cluster, name: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    eventually(Duration::from_secs(90), || {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
         let p = pod_json(c, name);
-        ok(&p).then_some(p)
-    })
+        if ok(&p) {
+            return p;
+        }
+        if std::time::Instant::now() > deadline {
+            let events = c.kubectl(&[
+                "get",
+                "events",
+                "--field-selector",
+                &format!("involvedObject.name={name}"),
+            ]);
+            panic!(
+                "pod {name} did not get there within 90s; status: {}\nevents:\n{}",
+                serde_json::to_string_pretty(&p["status"]).unwrap_or_default(),
+                String::from_utf8_lossy(&events.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// One pod, three containers: an init container fills a shared emptyDir, then a server and a
