@@ -15,7 +15,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-use wkube::admission::types as wit;
+use self::wkube::admission::types as wit;
 
 /// What a component policy's store holds: an empty WASI world (no files, network,
 /// environment or stdin; stderr kept for the debug log) and the memory limiter.
