@@ -1,10 +1,12 @@
 //! The example admission policies of plugins/, run offline through the plugin host: each
 //! refuses what it should, admits what it should, and checks its settings.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 
+use common::wasm_plugins;
 use serde_json::{json, Value};
 use wkube::plugin_host::{
     AdmissionRequest, Call, CallLimits, GroupVersionKind, GroupVersionResource, Operation,
@@ -12,20 +14,6 @@ use wkube::plugin_host::{
 };
 
 /// Builds plugins/ (incremental) and returns the directory of the built modules.
-fn wasm_plugins() -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/plugins/build.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .output()
-        .expect("run plugins/build.sh");
-    assert!(
-        out.status.success(),
-        "plugins/build.sh failed (it needs `rustup target add wasm32-wasip2` and clang + wasi-libc; the README's test command installs them):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 async fn load(name: &str) -> Arc<PolicyModule> {
     let host = PluginHost::new(&PluginHostConfig {
         max_concurrent_calls: 4,

@@ -4,27 +4,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{eventually, Cluster};
+use common::{eventually, wasm_plugins, Cluster};
 use serde_json::{json, Value};
-
-fn wasm_plugins() -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/plugins/build.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .output()
-        .expect("run plugins/build.sh");
-    assert!(
-        out.status.success(),
-        "plugins/build.sh failed (it needs `rustup target add wasm32-wasip2` and clang + wasi-libc; the README's test command installs them):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
 
 fn plugin(name: &str) -> Vec<u8> {
     std::fs::read(wasm_plugins().join(name)).expect("built plugin")

@@ -245,19 +245,35 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// Builds the example workloads (examples/build.sh; incremental) and returns their directory.
-pub fn wasm_examples() -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/build.sh");
+/// Runs one of the project's wasm build scripts (incremental) and returns the directory it
+/// printed, where the built modules are.
+fn built_by(script: &str, what: &str) -> PathBuf {
     let out = Command::new("bash")
         .arg(script)
         .output()
-        .expect("run examples/build.sh");
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
     assert!(
         out.status.success(),
-        "examples/build.sh failed (it needs `rustup target add wasm32-wasip1 wasm32-wasip2` and clang + wasi-libc; the README's test command installs them):\n{}",
+        "{script} failed (it needs `rustup target add wasm32-wasip1 wasm32-wasip2` and clang + wasi-libc; the README's test command installs them) while building {what}:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Builds the example workloads (examples/build.sh) and returns their directory.
+pub fn wasm_examples() -> PathBuf {
+    built_by(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/build.sh"),
+        "the example workloads",
+    )
+}
+
+/// Builds the example admission policies (plugins/build.sh) and returns their directory.
+pub fn wasm_plugins() -> PathBuf {
+    built_by(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/plugins/build.sh"),
+        "the example policies",
+    )
 }
 
 impl Cluster {
