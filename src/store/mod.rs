@@ -31,11 +31,11 @@ pub use raft::{NoTransport, RaftTransport, TransportUnavailable, TxnError};
 pub use types::*;
 pub use watch::WatchStream;
 
+use batcher::Batcher;
 use db::{
     begin_durable_write, create_tables, get_u64, open_database, Ctx, DbSlot, DB_FILE, HISTORY, KV,
     RAFT_STATE, SM_META, STATE_NODE_ID,
 };
-use batcher::Batcher;
 use log_store::{blocking, LogStore};
 use mvcc::{get_at, range_at, read_meta};
 use raft::{single_member, Network, NodeId, Raft, Request, StoredMembership};
@@ -650,12 +650,18 @@ mod tests {
         assert_eq!(exists, 19, "all but one racer for /k/0 lose");
         revisions.sort_unstable();
         let expected: Vec<Revision> = (1..=181).collect();
-        assert_eq!(revisions, expected, "one revision per successful transaction");
+        assert_eq!(
+            revisions, expected,
+            "one revision per successful transaction"
+        );
         assert_eq!(s.current_revision(), 181);
         s.shutdown().await.unwrap();
         let s = open_in(dir.path()).await;
         assert_eq!(s.current_revision(), 181, "every write survives a restart");
-        let all = s.range("/k/", None, None, Read::Linearizable).await.unwrap();
+        let all = s
+            .range("/k/", None, None, Read::Linearizable)
+            .await
+            .unwrap();
         assert_eq!(all.kvs.len(), 181);
         s.shutdown().await.unwrap();
     }
