@@ -39,6 +39,8 @@ pub struct ApiState {
 pub enum ServeError {
     #[error("TLS configuration: {0}")]
     Tls(String),
+    #[error("the in-process client's token is not a valid header value: {0}")]
+    Token(String),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -83,6 +85,23 @@ impl ApiServer {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// A client that reaches this server in memory: the same routing, authentication (as the
+    /// holder of `token`), admission and watch streams as over the network, without TCP, TLS
+    /// and HTTP framing on every request. `wkube up` gives it to the components it runs in the
+    /// server's process (scheduler, controllers, node agent); everything outside uses HTTPS.
+    pub fn in_process_client(&self, token: &str) -> Result<kube::Client, ServeError> {
+        let bearer = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|e| ServeError::Token(e.to_string()))?;
+        let service = tower::ServiceBuilder::new()
+            .map_request(move |mut req: http::Request<kube::client::Body>| {
+                req.headers_mut()
+                    .insert(http::header::AUTHORIZATION, bearer.clone());
+                req
+            })
+            .service(self.router.clone());
+        Ok(kube::Client::new(service, "default"))
     }
 
     /// Serves connections until `shutdown` resolves.

@@ -139,11 +139,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
+    // The scheduler, controllers and node agent run in this process: they reach the API in
+    // memory rather than through loopback TLS (the same API, the admin identity).
+    let client = server
+        .in_process_client(&pki.admin_token)
+        .context("building the in-process API client")?;
     let serving = tokio::spawn(server.serve(stopped()));
     say(&format!("API server listening on {url}"));
 
     crate::install_crypto_provider();
-    let client = super::agent::client_for(&url, &pki.admin_token, &pki.ca_cert_pem).await?;
     let scheduler = tokio::spawn(crate::scheduler::run(
         client.clone(),
         crate::scheduler::SchedulerConfig::default(),
