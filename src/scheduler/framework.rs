@@ -5,7 +5,7 @@
 //! scheduling cycle over many nodes does no parsing. The two traits are deliberately small so
 //! wasm scheduler plugins can later be wrapped as just more implementations of them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -63,6 +63,9 @@ pub struct PodInfo {
     pub topology_spread: Vec<TopologySpreadConstraint>,
     /// Being deleted (upstream's topology spreading does not count such pods).
     pub terminating: bool,
+    /// The image of every container, init containers included, normalized
+    /// (`docker.io/library/busybox:latest`), for image locality.
+    pub images: Vec<String>,
 }
 
 /// A pod's inter-pod (anti-)affinity terms, required and preferred.
@@ -149,6 +152,7 @@ impl PodInfo {
             pod_affinity: PodAffinityRules::of(&spec),
             topology_spread: spec.topology_spread_constraints.clone().unwrap_or_default(),
             terminating: meta.deletion_timestamp.is_some(),
+            images: pod_images(&spec),
         }
     }
 
@@ -156,6 +160,22 @@ impl PodInfo {
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
+}
+
+/// Normalizes an image name the way nodes report theirs; a name that does not parse is kept
+/// as written (it can only match a node reporting the same text).
+fn normalized_image(name: &str) -> String {
+    crate::image::ImageReference::parse(name)
+        .map(|r| r.normalized())
+        .unwrap_or_else(|_| name.to_string())
+}
+
+fn pod_images(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<String> {
+    let init = spec.init_containers.iter().flatten();
+    init.chain(&spec.containers)
+        .filter_map(|c| c.image.as_deref())
+        .map(normalized_image)
+        .collect()
 }
 
 /// The runtime a pod needs, kept simple and explicit:
@@ -225,6 +245,8 @@ pub struct NodeInfo {
     /// `PodsWithAffinity`): a pod without terms is affected only by these, so inter-pod
     /// affinity costs nothing per cycle in a cluster that does not use it.
     pub pods_with_affinity: Vec<Arc<PodInfo>>,
+    /// `status.images`: normalized name -> size in bytes.
+    pub images: HashMap<String, i64>,
 }
 
 impl NodeInfo {
@@ -274,6 +296,7 @@ impl NodeInfo {
             runtimes,
             pods: Vec::new(),
             pods_with_affinity: Vec::new(),
+            images: node_images(&status),
         }
     }
 
@@ -303,6 +326,17 @@ impl NodeInfo {
             self.pods_with_affinity.swap_remove(i);
         }
     }
+}
+
+fn node_images(status: &k8s_openapi::api::core::v1::NodeStatus) -> HashMap<String, i64> {
+    let mut images = HashMap::new();
+    for image in status.images.iter().flatten() {
+        let size = image.size_bytes.unwrap_or(0);
+        for name in image.names.iter().flatten() {
+            images.insert(normalized_image(name), size);
+        }
+    }
+    images
 }
 
 /// Why a node cannot take a pod: the texts counted in the failure message (one node can have

@@ -27,6 +27,7 @@ pub fn node(name: &str) -> NodeInfo {
         runtimes: BTreeSet::from(["wasmtime".to_string()]),
         pods: vec![],
         pods_with_affinity: vec![],
+        images: Default::default(),
     }
 }
 
@@ -54,6 +55,7 @@ pub fn pod(name: &str) -> PodInfo {
         pod_affinity: Default::default(),
         topology_spread: vec![],
         terminating: false,
+        images: vec![],
     }
 }
 

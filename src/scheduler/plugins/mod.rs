@@ -3,6 +3,7 @@
 //! Each one is a direct port of the upstream plugin of the same name, restricted to what wkube
 //! needs, plus RuntimeFit (wasm vs Linux nodes), which has no upstream counterpart.
 
+mod image_locality;
 mod inter_pod_affinity;
 mod node_affinity;
 mod node_resources;
@@ -10,6 +11,7 @@ mod runtime_fit;
 mod taints;
 mod topology_spread;
 
+pub use image_locality::ImageLocality;
 pub use inter_pod_affinity::InterPodAffinity;
 pub use node_affinity::{node_selector_term_matches, NodeAffinity};
 pub use node_resources::{BalancedAllocation, LeastAllocated, NodeResourcesFit};
@@ -50,6 +52,7 @@ pub fn default_framework() -> Framework {
         vec![
             Box::new(PodTopologySpread::default()),
             Box::new(InterPodAffinity::default()),
+            Box::new(ImageLocality),
         ],
     )
 }
