@@ -509,7 +509,7 @@ fn runtime_classes_force_the_runtime() {
         wat::parse_str(r#"(module (func (export "_start")) (memory (export "memory") 1))"#)
             .expect("wat");
     common::registry::skopeo_push_wasm(&module, &wasm_image);
-    let c = Cluster::start_with(&["--restart-backoff", "1", "--node-name", "node-a"]);
+    let mut c = Cluster::start_with(&["--restart-backoff", "1", "--node-name", "node-a"]);
 
     let classes = c.ok(&["get", "runtimeclass"]);
     let rows: Vec<Vec<&str>> = classes
@@ -591,6 +591,30 @@ spec:
         "{events}"
     );
     delete_and_check_clean(&c, &["linux-pod", "wasm-under-linux"]);
+
+    // Served with an OpenAPI schema; the defaults are created at start without overwriting
+    // what a user changed, and come back if deleted.
+    let explained = c.ok(&["explain", "runtimeclass.handler"]);
+    assert!(explained.contains("FIELD: handler"), "{explained}");
+    c.ok(&["label", "runtimeclass", "linux", "edited=yes"]);
+    c.ok(&["delete", "runtimeclass", "wasmtime"]);
+    c.restart();
+    let labels = c.ok(&[
+        "get",
+        "runtimeclass",
+        "linux",
+        "-o",
+        "jsonpath={.metadata.labels}",
+    ]);
+    assert_eq!(labels, r#"{"edited":"yes"}"#);
+    let handler = c.ok(&[
+        "get",
+        "runtimeclass",
+        "wasmtime",
+        "-o",
+        "jsonpath={.handler}",
+    ]);
+    assert_eq!(handler, "wasmtime");
 }
 
 /// `wkube image pull` into a fresh node store: per-layer progress lines (stdout is not a

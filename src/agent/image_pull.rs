@@ -113,7 +113,11 @@ pub(super) async fn pull(
         }
     };
     let pulling = ctx.images.ensure(&reference, policy, &auth, &record);
-    let result = report_while(pulling, ctx, who, &reference, &progress).await;
+    let post = |summary: String| {
+        let msg = format!("Pulling image {reference:?}: {summary}");
+        async move { ctx.events.normal(who, "Pulling", &msg).await }
+    };
+    let result = report_while(pulling, &progress, PROGRESS_EVERY, post).await;
     match result {
         Ok(img) => {
             let (started, already) = progress
@@ -149,18 +153,20 @@ pub(super) async fn pull(
     }
 }
 
-/// Drives the pull, posting a progress event every [`PROGRESS_EVERY`] while it runs (only
-/// when something moved since the last one).
-async fn report_while<F: std::future::Future>(
+/// Drives the pull, posting a progress summary `every` so often while it runs (only when
+/// something moved since the last one).
+async fn report_while<F: std::future::Future, P>(
     pulling: F,
-    ctx: &AgentContext,
-    who: &Involved,
-    reference: &str,
     progress: &Mutex<Progress>,
-) -> F::Output {
+    every: Duration,
+    mut post: impl FnMut(String) -> P,
+) -> F::Output
+where
+    P: std::future::Future<Output = ()>,
+{
     tokio::pin!(pulling);
-    let first = tokio::time::Instant::now() + PROGRESS_EVERY;
-    let mut tick = tokio::time::interval_at(first, PROGRESS_EVERY);
+    let first = tokio::time::Instant::now() + every;
+    let mut tick = tokio::time::interval_at(first, every);
     let mut last: Option<String> = None;
     loop {
         tokio::select! {
@@ -168,8 +174,7 @@ async fn report_while<F: std::future::Future>(
             _ = tick.tick() => {
                 let summary = progress.lock().ok().and_then(|p| p.summary());
                 if let Some(summary) = summary.filter(|s| last.as_ref() != Some(s)) {
-                    let msg = format!("Pulling image {reference:?}: {summary}");
-                    ctx.events.normal(who, "Pulling", &msg).await;
+                    post(summary.clone()).await;
                     last = Some(summary);
                 }
             }
@@ -256,6 +261,51 @@ mod tests {
         assert_eq!(registry_host("busybox"), "docker.io");
         assert_eq!(registry_host("library/busybox"), "docker.io");
         assert_eq!(registry_host("localhost/x"), "localhost");
+    }
+
+    /// A pull that holds each of three states for 300 ms, with a 50 ms reporting period:
+    /// each state is posted at most once, in order, and the pull's result comes back.
+    #[tokio::test]
+    async fn progress_is_posted_while_it_moves_and_never_twice() {
+        let progress = Mutex::new(Progress::default());
+        let total = 4u64 << 20;
+        let pulling = async {
+            for done in [total / 4, total / 2, total] {
+                if let Ok(mut p) = progress.lock() {
+                    p.record(PullEvent::Downloading {
+                        digest: "a".into(),
+                        done,
+                        total,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            "pulled"
+        };
+        let posted = Mutex::new(Vec::new());
+        let post = |s: String| {
+            if let Ok(mut p) = posted.lock() {
+                p.push(s);
+            }
+            std::future::ready(())
+        };
+        let every = Duration::from_millis(50);
+        assert_eq!(
+            report_while(pulling, &progress, every, post).await,
+            "pulled"
+        );
+        let posted = posted.into_inner().unwrap_or_default();
+        let states = [
+            "1.0 MiB of 4.0 MiB (25%), 0 of 1 layers done",
+            "2.0 MiB of 4.0 MiB (50%), 0 of 1 layers done",
+            "4.0 MiB of 4.0 MiB (100%), 1 of 1 layers done",
+        ];
+        let order: Vec<usize> = posted
+            .iter()
+            .map(|p| states.iter().position(|s| s == p).expect("a known state"))
+            .collect();
+        assert!(!order.is_empty(), "nothing posted in 900 ms");
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{posted:?}");
     }
 
     #[test]
