@@ -70,6 +70,7 @@ async fn push_pull_ensure_and_errors() {
     let seen = events.take();
     assert_eq!(seen.first(), Some(&PullEvent::Resolving));
     assert!(seen.contains(&PullEvent::Downloading {
+        digest: wkube::image::manifest::sha256_digest(MODULE),
         done: MODULE.len() as u64,
         total: MODULE.len() as u64
     }));

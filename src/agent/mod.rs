@@ -6,10 +6,12 @@
 //! and serves their logs to the API server over HTTPS.
 
 pub mod hollow;
+mod image_pull;
 pub mod log_server;
 mod logs;
 mod node;
 mod pods;
+mod runtime_class;
 mod spec;
 mod status;
 mod volumes;

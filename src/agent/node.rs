@@ -121,6 +121,8 @@ pub fn node_status(config: &AgentConfig, capacity: &Capacity, log_port: u16) -> 
             { "type": "Hostname", "address": config.node_name },
         ],
         "daemonEndpoints": { "kubeletEndpoint": { "Port": log_port } },
+        // The handlers RuntimeClasses may name on this node (upstream's status.runtimeHandlers).
+        "runtimeHandlers": config.runtime_names.iter().map(|n| json!({ "name": n })).collect::<Vec<_>>(),
         "nodeInfo": {
             "machineID": read_id("/etc/machine-id"),
             "systemUUID": read_id("/etc/machine-id"),

@@ -9,18 +9,19 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn, Instrument as _};
 
+use super::image_pull;
+use super::runtime_class;
 use super::spec;
 use super::status::{ContainerStatus, PodStatus, State};
 use super::volumes;
 use super::AgentContext;
 use crate::events::Involved;
-use crate::image::{PullEvent, PullPolicy, RegistryAuth};
 use crate::runtime::{ContainerSpec, ExitStatus, ResolvedImage};
 
 /// Restarts reset their back-off after a container ran this long, as the kubelet does.
@@ -511,8 +512,23 @@ async fn container_loop(
         if stop.borrow().is_some() {
             return false;
         }
-        // 1. The image.
-        let image = match pull(ctx, pod, container, &who).await {
+        // 1. The runtime handler the pod's RuntimeClass forces, if any.
+        let handler = match runtime_class::handler(&ctx.client, pod).await {
+            Ok(h) => h,
+            Err(message) => {
+                let failure = Failure {
+                    reason: "CreateContainerConfigError",
+                    message,
+                    retry_in: Duration::from_secs(5),
+                };
+                if setback(ctx, shared, slot, &who, failure, &stop).await {
+                    return false;
+                }
+                continue;
+            }
+        };
+        // 2. The image.
+        let image = match image_pull::pull(ctx, pod, container, &who).await {
             Ok(image) => image,
             Err((reason, message)) => {
                 failures += 1;
@@ -547,7 +563,24 @@ async fn container_loop(
             }
         };
         with_container(shared, slot, |c| c.image_id = image.digest.clone());
-        // 2. Compile (once per digest) and assemble the container.
+        if let Some(handler) = &handler {
+            let class = text(pod, "/spec/runtimeClassName");
+            if let Err(message) =
+                runtime_class::check(handler, &class, &image, &ctx.config.runtime_names)
+            {
+                failures += 1;
+                let failure = Failure {
+                    reason: "CreateContainerError",
+                    message,
+                    retry_in: backoff(ctx, failures),
+                };
+                if setback(ctx, shared, slot, &who, failure, &stop).await {
+                    return false;
+                }
+                continue;
+            }
+        }
+        // 3. Compile (once per digest) and assemble the container.
         if let Err(e) = ctx.runtime.prepare(&image).await {
             failures += 1;
             let delay = backoff(ctx, failures);
@@ -585,7 +618,7 @@ async fn container_loop(
                 continue;
             }
         };
-        // 3. Run it.
+        // 4. Run it.
         let scheme = if image.container.is_some() {
             "linux"
         } else {
@@ -711,115 +744,6 @@ async fn setback(
     wait_or_stop(stop, failure.retry_in).await
 }
 
-/// Pulls (or finds) the container's image, with the kubelet's events and reasons.
-async fn pull(
-    ctx: &AgentContext,
-    pod: &Value,
-    container: &Value,
-    who: &Involved,
-) -> Result<ResolvedImage, (String, String)> {
-    let reference = text(container, "/image");
-    let policy = match container.get("imagePullPolicy").and_then(Value::as_str) {
-        Some("Always") => PullPolicy::Always,
-        Some("Never") => PullPolicy::Never,
-        _ => PullPolicy::IfNotPresent,
-    };
-    let present = !matches!(policy, PullPolicy::Always) && ctx.images.get(&reference).is_some();
-    if present {
-        if let Some(img) = ctx.images.get(&reference) {
-            let msg = format!("Container image {reference:?} already present on machine");
-            ctx.events.normal(who, "Pulled", &msg).await;
-            return Ok(ResolvedImage {
-                reference,
-                digest: img.digest,
-                wasm_path: img.wasm_path,
-                container: img.container,
-            });
-        }
-    }
-    let auth = registry_auth(ctx, pod, &reference).await;
-    if !matches!(policy, PullPolicy::Never) {
-        ctx.events
-            .normal(who, "Pulling", &format!("Pulling image {reference:?}"))
-            .await;
-    }
-    let started = Instant::now();
-    let progress = |_: PullEvent| {};
-    match ctx
-        .images
-        .ensure(&reference, policy, &auth, &progress)
-        .await
-    {
-        Ok(img) => {
-            let msg = format!(
-                "Successfully pulled image {reference:?} in {:.3}s. Image size: {} bytes.",
-                started.elapsed().as_secs_f64(),
-                img.size
-            );
-            ctx.events.normal(who, "Pulled", &msg).await;
-            Ok(ResolvedImage {
-                reference,
-                digest: img.digest,
-                wasm_path: img.wasm_path,
-                container: img.container,
-            })
-        }
-        Err(e) => {
-            let reason = e.reason().to_string();
-            let message = e.to_string();
-            ctx.events
-                .warning(
-                    who,
-                    "Failed",
-                    &format!("Failed to pull image {reference:?}: {message}"),
-                )
-                .await;
-            Err((reason, message))
-        }
-    }
-}
-
-/// Credentials for the image's registry from the pod's `imagePullSecrets`.
-async fn registry_auth(ctx: &AgentContext, pod: &Value, reference: &str) -> RegistryAuth {
-    let host = registry_host(reference);
-    let ns = text(pod, "/metadata/namespace");
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    for s in pod
-        .pointer("/spec/imagePullSecrets")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let Some(name) = s.get("name").and_then(Value::as_str) else {
-            continue;
-        };
-        let Ok(Some(secret)) = secrets.get_opt(name).await else {
-            continue;
-        };
-        let Some(data) = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(".dockerconfigjson"))
-        else {
-            continue;
-        };
-        if let Ok(Some(auth)) = crate::image::auth_from_dockerconfigjson(&data.0, &host) {
-            return auth;
-        }
-    }
-    RegistryAuth::Anonymous
-}
-
-/// The registry host of a reference (`docker.io` when none is named).
-fn registry_host(reference: &str) -> String {
-    match reference.split_once('/') {
-        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
-            first.to_string()
-        }
-        _ => "docker.io".to_string(),
-    }
-}
-
 async fn build_spec(
     ctx: &AgentContext,
     pod: &Value,
@@ -864,18 +788,4 @@ async fn build_spec(
         cpu_limit_millis: spec::limit(container, "cpu").map(|v| (v * 1000.0).ceil() as u64),
         logs,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registry_hosts() {
-        assert_eq!(registry_host("127.0.0.1:5000/hello:v1"), "127.0.0.1:5000");
-        assert_eq!(registry_host("ghcr.io/org/x"), "ghcr.io");
-        assert_eq!(registry_host("busybox"), "docker.io");
-        assert_eq!(registry_host("library/busybox"), "docker.io");
-        assert_eq!(registry_host("localhost/x"), "localhost");
-    }
 }

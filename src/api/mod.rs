@@ -18,6 +18,7 @@ pub mod protobuf;
 pub mod query;
 pub mod registry;
 pub mod rest;
+pub mod runtime_class;
 pub mod selectors;
 pub mod server;
 pub mod status;

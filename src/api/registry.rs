@@ -37,6 +37,8 @@ pub enum BuiltinKind {
     CronJob,
     PriorityClass,
     PodDisruptionBudget,
+    /// node.k8s.io RuntimeClass (see `super::runtime_class`).
+    RuntimeClass,
     /// wkube.dev ClusterAdmissionPolicy and AdmissionPolicy (see `crate::plugin_host`).
     AdmissionPolicy,
     /// Anything else: the project's own kinds, custom resources.
@@ -67,6 +69,7 @@ impl BuiltinKind {
             ("batch", "CronJob") => BuiltinKind::CronJob,
             ("scheduling.k8s.io", "PriorityClass") => BuiltinKind::PriorityClass,
             ("policy", "PodDisruptionBudget") => BuiltinKind::PodDisruptionBudget,
+            ("node.k8s.io", "RuntimeClass") => BuiltinKind::RuntimeClass,
             ("wkube.dev", "ClusterAdmissionPolicy" | "AdmissionPolicy") => {
                 BuiltinKind::AdmissionPolicy
             }
@@ -264,6 +267,8 @@ impl Registry {
             builtin!(k8s_openapi::api::policy::v1::PodDisruptionBudget, plural: "poddisruptionbudgets",
                 singular: "poddisruptionbudget", namespaced: true, short: &["pdb"], categories: NONE,
                 sub: STATUS),
+            builtin!(k8s_openapi::api::node::v1::RuntimeClass, plural: "runtimeclasses",
+                singular: "runtimeclass", namespaced: false, short: NONE, categories: NONE, sub: &[]),
             // wkube's own kinds.
             builtin!(wkube_policy::ClusterAdmissionPolicy, plural: "clusteradmissionpolicies",
                 singular: "clusteradmissionpolicy", namespaced: false, short: &["cap"],

@@ -254,6 +254,7 @@ impl Rest {
         warnings.extend(self.admit_mutating(&attrs, &mut obj).await?);
         if r.group.is_empty() && r.kind == "Pod" {
             self.resolve_priority(&mut obj).await?;
+            super::runtime_class::admit_pod(self, &mut obj).await?;
         }
         self.prepare_create(r, &mut obj)?;
         let name = object::name(&obj).unwrap_or_default().to_string();

@@ -62,6 +62,7 @@ pub fn cells(resource: &ResourceInfo, object: &Value, now: DateTime<Utc>) -> Vec
         Printer::CronJob => cron_job_cells(object, now),
         Printer::PriorityClass => priority_class_cells(object, now),
         Printer::PodDisruptionBudget => pdb_cells(object, now),
+        Printer::RuntimeClass => runtime_class_cells(object, now),
         Printer::AdmissionPolicy => admission_policy_cells(object, now),
         Printer::Other => default_cells(object, now),
     };
@@ -177,6 +178,7 @@ impl Printer {
             Printer::CronJob => CRON_JOB_COLUMNS,
             Printer::PriorityClass => PRIORITY_CLASS_COLUMNS,
             Printer::PodDisruptionBudget => PDB_COLUMNS,
+            Printer::RuntimeClass => RUNTIME_CLASS_COLUMNS,
             Printer::AdmissionPolicy => ADMISSION_POLICY_COLUMNS,
             Printer::Other => DEFAULT_COLUMNS,
         }
@@ -435,6 +437,17 @@ const PRIORITY_CLASS_COLUMNS: &[Column] = &[
     col("Global-Default", "boolean", "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class."),
     AGE,
     col("PreemptionPolicy", "string", "preemptionPolicy is the Policy for preempting pods with lower priority."),
+];
+
+/// Upstream printRuntimeClass.
+const RUNTIME_CLASS_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Handler",
+        "string",
+        "Handler is the name of the underlying runtime and configuration",
+    ),
+    AGE,
 ];
 
 /// Upstream printPodDisruptionBudget: unset bounds print as N/A.
@@ -1481,6 +1494,10 @@ fn priority_class_cells(pc: &Value, now: DateTime<Utc>) -> Vec<Value> {
         age(pc, now),
         s(str_at(pc, &["preemptionPolicy"])),
     ]
+}
+
+fn runtime_class_cells(rc: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![name(rc), s(str_at(rc, &["handler"])), age(rc, now)]
 }
 
 fn pdb_cells(pdb: &Value, now: DateTime<Utc>) -> Vec<Value> {
@@ -2597,6 +2614,18 @@ mod tests {
                 json!("20d"),
                 json!("PreemptLowerPriority"),
             ]
+        );
+    }
+
+    #[test]
+    fn runtime_class_row() {
+        let r = info("node.k8s.io", "RuntimeClass");
+        assert_eq!(names(&columns(&r)), ["Name", "Handler", "Age"]);
+        let rc = json!({"metadata": {"name": "linux", "creationTimestamp": ago(3 * 3600)},
+                        "handler": "linux"});
+        assert_eq!(
+            cells(&r, &rc, now()),
+            vec![json!("linux"), json!("linux"), json!("3h")]
         );
     }
 

@@ -3,6 +3,7 @@
 mod agent;
 mod controller_manager;
 mod image;
+mod image_progress;
 mod kubeconfig;
 mod policy;
 mod snapshot;
@@ -38,7 +39,7 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Run the workload, garbage-collection and node-lifecycle controllers against a cluster.
     ControllerManager(controller_manager::ControllerManagerArgs),
-    /// Push, import and list wasm images.
+    /// Pull, push, import and list images (wasm artifacts and Linux container images).
     #[command(subcommand)]
     Image(image::ImageCommand),
     /// Save or restore a snapshot of the store (like `etcdctl snapshot`).

@@ -87,7 +87,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let rest = Rest::with_builtin_kinds(store.clone());
     bootstrap(&rest)
         .await
-        .context("creating system namespaces")?;
+        .context("creating system namespaces and RuntimeClasses")?;
 
     tokio::spawn(crate::controllers::namespace::run(rest.clone()));
 
@@ -280,7 +280,9 @@ async fn bootstrap(rest: &Rest) -> anyhow::Result<()> {
             Err(e) => return Err(anyhow::anyhow!("namespace {ns}: {e}")),
         }
     }
-    Ok(())
+    crate::api::runtime_class::ensure_defaults(rest)
+        .await
+        .map_err(|e| anyhow::anyhow!("default RuntimeClasses: {e}"))
 }
 
 pub async fn shutdown_signal() {

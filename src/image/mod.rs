@@ -33,7 +33,7 @@ pub use config::{ContainerImage, ImageConfig};
 pub use error::ImageError;
 pub use push::push_wasm;
 pub use reference::ImageReference;
-pub use store::{ImageStore, ImageStoreConfig, PullEvent, PullPolicy, StoredImage};
+pub use store::{ImageStore, ImageStoreConfig, LayerProgress, PullEvent, PullPolicy, StoredImage};
 
 /// `rustls` is built without a default crypto provider (the crate picks `ring` explicitly), so
 /// one has to be installed process-wide before `reqwest` builds its first TLS config. Another

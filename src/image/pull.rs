@@ -21,7 +21,9 @@ use super::client::{client_for, registry_message};
 use super::config::ImageConfig;
 use super::manifest::{self, ImageKind, WASM_MAGIC};
 use super::store::{ContainerRef, RefEntry};
-use super::{ImageError, ImageReference, ImageStore, PullEvent, RegistryAuth, StoredImage};
+use super::{
+    ImageError, ImageReference, ImageStore, LayerProgress, PullEvent, RegistryAuth, StoredImage,
+};
 
 const ACCEPTED_MANIFESTS: &[&str] = &[
     OCI_IMAGE_MEDIA_TYPE,
@@ -127,6 +129,7 @@ async fn pull_inner(
 
     let entry = match manifest::classify(&image) {
         ImageKind::Wasm { layer, check_magic } => {
+            announce_layers(&pull, std::slice::from_ref(&layer), |d| store.blob_path(d));
             fetch_wasm_layer(&pull, &layer, check_magic).await?;
             RefEntry {
                 digest: top_digest.clone(),
@@ -138,6 +141,7 @@ async fn pull_inner(
         }
         ImageKind::Container { layers } => {
             let config = fetch_config(&pull, &image.config).await?;
+            announce_layers(&pull, &layers, |d| store.layer_dir(d));
             for layer in &layers {
                 fetch_and_unpack_layer(&pull, layer).await?;
             }
@@ -201,6 +205,24 @@ async fn fetch_manifest(
         }
     }
     Ok((bytes.to_vec(), digest))
+}
+
+/// Tells the caller which layers this pull needs and which the store has already, so progress
+/// can be shown per layer and for the whole image.
+fn announce_layers(
+    pull: &Pull<'_>,
+    layers: &[OciDescriptor],
+    stored_at: impl Fn(&str) -> Option<PathBuf>,
+) {
+    let layers = layers
+        .iter()
+        .map(|l| LayerProgress {
+            digest: l.digest.clone(),
+            size: descriptor_size(l),
+            present: stored_at(&l.digest).is_some_and(|p| p.exists()),
+        })
+        .collect();
+    (pull.progress)(PullEvent::Layers { layers });
 }
 
 fn descriptor_size(layer: &OciDescriptor) -> u64 {
@@ -384,7 +406,11 @@ async fn download(
     let mut done: u64 = 0;
     let mut reported: u64 = 0;
     let mut head: Vec<u8> = Vec::with_capacity(WASM_MAGIC.len());
-    (pull.progress)(PullEvent::Downloading { done, total });
+    (pull.progress)(PullEvent::Downloading {
+        digest: layer.digest.clone(),
+        done,
+        total,
+    });
 
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| pull.fail(format!("downloading layer: {e}")))?;
@@ -406,7 +432,11 @@ async fn download(
         file.write_all(&chunk).await?;
         if done - reported >= PROGRESS_STEP || done == total {
             reported = done;
-            (pull.progress)(PullEvent::Downloading { done, total });
+            (pull.progress)(PullEvent::Downloading {
+                digest: layer.digest.clone(),
+                done,
+                total,
+            });
         }
     }
     file.flush().await?;

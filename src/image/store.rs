@@ -74,14 +74,31 @@ pub struct StoredImage {
 pub enum PullEvent {
     /// Fetching the manifest.
     Resolving,
+    /// The manifest is known: the layers this pull needs, in order, with their sizes and
+    /// whether the store already holds each one (then it is neither downloaded nor reported).
+    Layers { layers: Vec<LayerProgress> },
     /// Downloading a layer (each layer of a container image in turn).
-    Downloading { done: u64, total: u64 },
+    Downloading {
+        digest: String,
+        done: u64,
+        total: u64,
+    },
     /// A container image layer was unpacked into the store (once per layer digest).
     Unpacked { digest: String },
     /// Pulled (possibly without downloading the layer, when the store already had it).
     Done { digest: String, size: u64 },
     /// The pull policy let the stored image be used; no registry was contacted.
     AlreadyPresent { digest: String },
+}
+
+/// One layer of a pull, as announced by [`PullEvent::Layers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerProgress {
+    pub digest: String,
+    /// Compressed size, as the manifest declares it.
+    pub size: u64,
+    /// Already in the store: nothing to download.
+    pub present: bool,
 }
 
 /// One line of `refs.json`.

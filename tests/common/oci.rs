@@ -145,6 +145,11 @@ impl Layout<'_> {
 /// With `with_index`, the pushed reference is an image index listing an arm64 image first
 /// and the amd64 one second.
 pub fn push_busybox_image(dest: &str, with_index: bool) -> PushedImage {
+    push_busybox_image_as(dest, with_index, None)
+}
+
+/// [`push_busybox_image`] to a registry that requires `user:password`.
+pub fn push_busybox_image_as(dest: &str, with_index: bool, creds: Option<&str>) -> PushedImage {
     let skopeo = find_binary("skopeo").expect("install skopeo (apt-get install skopeo)");
     let dir = tempfile::tempdir().expect("tempdir");
     let blobs = dir.path().join("blobs/sha256");
@@ -194,6 +199,7 @@ pub fn push_busybox_image(dest: &str, with_index: bool) -> PushedImage {
     let out = Command::new(skopeo)
         .args(["--insecure-policy", "copy", "--all", "--preserve-digests"])
         .args(["--dest-tls-verify=false"])
+        .args(creds.map(|c| format!("--dest-creds={c}")))
         .arg(format!("oci:{}:latest", dir.path().display()))
         .arg(format!("docker://{dest}"))
         .output()

@@ -13,6 +13,7 @@ mod defaults;
 mod json;
 mod meta;
 mod names;
+mod node;
 mod pod;
 mod policy;
 mod quantity;
@@ -335,6 +336,7 @@ fn validate_kind(kind: Kind, obj: &Value, old: Option<&Value>) -> Vec<FieldError
         Kind::Node => cluster::validate_node(obj),
         Kind::PriorityClass => cluster::validate_priority_class(obj),
         Kind::PodDisruptionBudget => policy::validate_pod_disruption_budget(obj),
+        Kind::RuntimeClass => node::validate_runtime_class(obj),
         Kind::Lease => cluster::validate_lease(obj),
         Kind::CoreEvent => cluster::validate_event(obj, false),
         Kind::EventsEvent => cluster::validate_event(obj, true),
@@ -370,6 +372,7 @@ fn validate_kind_update(kind: Kind, old: &Value, new: &Value) -> Vec<FieldError>
         Kind::ConfigMap => config::validate_config_map_update(old, new),
         Kind::Secret => config::validate_secret_update(old, new),
         Kind::PriorityClass => cluster::validate_priority_class_update(old, new),
+        Kind::RuntimeClass => node::validate_runtime_class_update(old, new),
         _ => Vec::new(),
     }
 }

@@ -656,7 +656,7 @@ fn sorted(m: &Map<String, Value>) -> Vec<(&str, &Value)> {
 }
 
 /// One resource name and quantity; returns the parsed quantity for the limit comparison.
-fn validate_resource_entry(
+pub(crate) fn validate_resource_entry(
     name: &str,
     q: &Value,
     path: &Path,
