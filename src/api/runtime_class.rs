@@ -74,6 +74,9 @@ async fn lookup(rest: &Rest, class: &str) -> ApiResult<Option<Value>> {
 
 /// The pure part of the admission: overhead, then scheduling. `Err` is the refusal's reason.
 fn apply_class(pod: &mut Value, class: Option<&Value>) -> Result<(), String> {
+    if let Some(handler) = class.and_then(|c| c.get("handler")).and_then(Value::as_str) {
+        record_handler(pod, handler);
+    }
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
         return Ok(());
     };
@@ -83,6 +86,26 @@ fn apply_class(pod: &mut Value, class: Option<&Value>) -> Result<(), String> {
         merge_tolerations(spec, scheduling.get("tolerations"));
     }
     Ok(())
+}
+
+/// Writes the class's handler where the scheduler reads the runtime a pod needs (nodes
+/// advertise handlers, and a class may be named anything).
+fn record_handler(pod: &mut Value, handler: &str) {
+    let Some(meta) = pod.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let annotations = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !annotations.is_object() {
+        *annotations = Value::Object(Map::new());
+    }
+    if let Some(a) = annotations.as_object_mut() {
+        a.insert(
+            crate::scheduler::RUNTIME_ANNOTATION.to_string(),
+            Value::String(handler.to_string()),
+        );
+    }
 }
 
 /// A pod may state its overhead only if it equals its class's (clients that copy a pod keep
@@ -232,6 +255,17 @@ mod tests {
         let mut plain = pod(json!({"containers": []}));
         apply_class(&mut plain, Some(&json!({"handler": "linux"}))).expect("no overhead");
         assert!(plain["spec"].get("overhead").is_none());
+    }
+
+    #[test]
+    fn the_handler_is_recorded_for_the_scheduler() {
+        let mut p = json!({"metadata": {"name": "p", "annotations": {"wkube.dev/runtime": "wasm"}},
+            "spec": {"runtimeClassName": "fast", "containers": []}});
+        apply_class(&mut p, Some(&json!({"handler": "linux"}))).expect("admitted");
+        assert_eq!(p["metadata"]["annotations"]["wkube.dev/runtime"], "linux");
+        let mut bare = json!({"metadata": {"name": "q"}, "spec": {"containers": []}});
+        apply_class(&mut bare, Some(&json!({"handler": "wasmtime"}))).expect("admitted");
+        assert_eq!(bare["metadata"]["annotations"]["wkube.dev/runtime"], "wasmtime");
     }
 
     #[test]

@@ -180,8 +180,9 @@ fn pod_images(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<String> {
 
 /// The runtime a pod needs, kept simple and explicit:
 ///
-/// - `runtimeClassName: wasmtime` -> `wasmtime`; `runtimeClassName: linux` -> `linux`; any
-///   other class name must be offered under that exact name.
+/// - with `runtimeClassName`: the class's handler, which RuntimeClass admission records in the
+///   [`RUNTIME_ANNOTATION`] annotation (nodes advertise handlers; a class may be named
+///   anything); for a pod admitted without that record, the class name itself.
 /// - no class: annotation `wkube.dev/runtime: linux` -> `linux`; otherwise `wasmtime`. A pod
 ///   that says nothing is assumed to be wasm, because wkube is wasm-first and every agent
 ///   offers wasmtime; the agent discovers the image kind only when it pulls, and a Linux
@@ -190,21 +191,20 @@ pub fn pod_runtime(pod: &Pod) -> String {
     let class = pod
         .spec
         .as_ref()
-        .and_then(|s| s.runtime_class_name.as_deref());
-    match class {
-        Some(c) if !c.is_empty() => c.to_string(),
-        _ => {
-            let annotation = pod
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(RUNTIME_ANNOTATION))
-                .map(String::as_str);
-            match annotation {
-                Some(RUNTIME_LINUX) => RUNTIME_LINUX.to_string(),
-                _ => RUNTIME_WASMTIME.to_string(),
-            }
-        }
+        .and_then(|s| s.runtime_class_name.as_deref())
+        .filter(|c| !c.is_empty());
+    let annotation = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RUNTIME_ANNOTATION))
+        .map(String::as_str)
+        .filter(|a| !a.is_empty());
+    match (class, annotation) {
+        (Some(_), Some(handler)) => handler.to_string(),
+        (Some(class), None) => class.to_string(),
+        (None, Some(RUNTIME_LINUX)) => RUNTIME_LINUX.to_string(),
+        (None, _) => RUNTIME_WASMTIME.to_string(),
     }
 }
 

@@ -36,6 +36,7 @@ use std::time::Duration;
 
 pub use framework::{
     FilterPlugin, FitError, Framework, NodeInfo, PodInfo, Reason, ScheduleError, ScorePlugin,
+    RUNTIME_ANNOTATION,
 };
 pub use plugins::default_framework;
 

@@ -73,9 +73,9 @@ mod tests {
         assert_eq!(pod_with(None, Some("wasm")).runtime, "wasmtime");
         assert_eq!(pod_with(None, Some("linux")).runtime, "linux");
         assert_eq!(
-            pod_with(Some("wasmtime"), Some("linux")).runtime,
-            "wasmtime",
-            "class wins"
+            pod_with(Some("fast"), Some("linux")).runtime,
+            "linux",
+            "with a class, the handler admission recorded wins over the class name"
         );
         assert_eq!(pod_with(Some("linux"), None).runtime, "linux");
         assert_eq!(pod_with(Some("gvisor"), None).runtime, "gvisor");
