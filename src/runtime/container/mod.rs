@@ -18,6 +18,7 @@
 //! has ended; the pod's sandbox when the agent releases the pod.
 
 pub mod cgroup;
+pub mod create;
 pub mod process;
 pub mod rootfs;
 pub mod sandbox;
@@ -63,6 +64,8 @@ struct Inner {
     /// One sandbox per pod uid, made by the pod's first container start.
     sandboxes: tokio::sync::Mutex<HashMap<String, Arc<Sandbox>>>,
     counter: AtomicU64,
+    /// How long a libcontainer create may take before [`create::guarded`] steps in.
+    create_timeout: Duration,
 }
 
 impl ContainerRuntime {
@@ -81,6 +84,7 @@ impl ContainerRuntime {
                 sandboxes: tokio::sync::Mutex::new(HashMap::new()),
                 supervised: std::sync::Mutex::new(std::collections::HashSet::new()),
                 counter: AtomicU64::new(0),
+                create_timeout: create::DEFAULT_TIMEOUT,
             }),
         };
         runtime.clean_leftovers();
@@ -199,19 +203,32 @@ impl PodRuntime for ContainerRuntime {
                 ))
             })?;
             let sandbox = self.sandbox(&spec).await?;
-            let id = self.next_id(&spec);
-            let job = StartJob {
-                id: id.clone(),
-                root: self.inner.root.clone(),
-                inner: self.inner.clone(),
-                spec: spec.clone(),
-                image,
-                sandbox,
-            };
             let started_at = SystemTime::now();
-            let started = tokio::task::spawn_blocking(move || job.run())
-                .await
-                .map_err(|e| RuntimeError::Create(format!("starting the container: {e}")))??;
+            let started = create::with_retry(|_attempt| {
+                let id = self.next_id(&spec);
+                let job = StartJob {
+                    id: id.clone(),
+                    root: self.inner.root.clone(),
+                    inner: self.inner.clone(),
+                    spec: spec.clone(),
+                    image: image.clone(),
+                    sandbox: sandbox.clone(),
+                };
+                let inner = self.inner.clone();
+                create::guarded(
+                    self.inner.create_timeout,
+                    cgroup::cgroups_path(&id),
+                    move || job.run(),
+                    move |late: Result<Started, RuntimeError>| {
+                        if let Ok(started) = late {
+                            abandon(&inner, started);
+                        }
+                    },
+                )
+            })
+            .await
+            .map_err(|e| RuntimeError::Create(e.to_string()))??;
+            let id = started.id.clone();
             tracing::info!(id = %id, pid = started.pid, "container started");
             match LinuxContainer::supervise(self.inner.clone(), started, spec.logs, started_at) {
                 Ok(c) => Ok(Box::new(c) as Box<dyn RunningContainer>),
@@ -334,21 +351,21 @@ impl StartJob {
         let io = |e: std::io::Error| create_error("container stdio")(e.to_string());
         let (stdout_r, stdout_w) = process::pipe().map_err(io)?;
         let (stderr_r, stderr_w) = process::pipe().map_err(io)?;
-        let mut supervised = self
-            .inner
-            .supervised
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let built = ContainerBuilder::new(self.id.clone(), SyscallType::Linux)
+        let mut supervised = lock_within(&self.inner.supervised, self.inner.create_timeout)
+            .ok_or_else(|| {
+                RuntimeError::Create("another container create is stuck; not starting".into())
+            })?;
+        let stdin = process::dev_null().map_err(io)?;
+        let builder = ContainerBuilder::new(self.id.clone(), SyscallType::Linux)
             .with_root_path(self.root.join("state"))
             .map_err(|e| create_error("libcontainer")(e.to_string()))?
-            .with_stdin(process::dev_null().map_err(io)?)
+            .with_stdin(stdin)
             .with_stdout(stdout_w)
             .with_stderr(stderr_w)
             .as_init(bundle)
             .with_systemd(false)
-            .with_detach(true)
-            .build();
+            .with_detach(true);
+        let built = create::without_tracing(|| builder.build());
         let mut container = match built {
             Ok(c) => c,
             Err(e) => {
@@ -364,7 +381,7 @@ impl StartJob {
                 Ok((pid.as_raw(), pidfd))
             })
             .and_then(|(pid, pidfd)| {
-                container.start().map_err(|e| e.to_string())?;
+                create::without_tracing(|| container.start()).map_err(|e| e.to_string())?;
                 Ok((pid, pidfd))
             });
         match started {
@@ -384,6 +401,25 @@ impl StartJob {
                 process::reap_strays(&supervised);
                 Err(RuntimeError::Create(format!("starting the container: {e}")))
             }
+        }
+    }
+}
+
+/// Locks `mutex`, giving up after `bound`: a create stuck while holding it must not make every
+/// later start wait forever too.
+fn lock_within<T>(
+    mutex: &std::sync::Mutex<T>,
+    bound: Duration,
+) -> Option<std::sync::MutexGuard<'_, T>> {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        match mutex.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return None,
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::runtime::Mount;
 
 /// Container tests share the process's children and the cgroup tree: one at a time, so each
 /// can assert that it left nothing behind.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(super) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const APPLETS: &[&str] = &["sh", "tail", "sleep", "cat", "readlink", "hostname", "pwd"];
 
@@ -302,5 +302,82 @@ async fn missing_program_is_a_start_error_and_leaves_nothing() {
         Err(e) => e,
     };
     assert!(err.to_string().contains("no/such/program"), "{err}");
+    f.release_and_check(uid).await;
+}
+
+/// A log writer behind a mutex, as the agent's stderr writer is: the lock a cloned child
+/// could inherit while another thread holds it.
+struct LockedSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LockedSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut sink = self.0.lock().unwrap();
+        sink.extend_from_slice(buf);
+        if sink.len() > 1 << 20 {
+            sink.clear();
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Many creates at once while other threads allocate and log at full speed through a
+/// subscriber that takes a lock per line (debug level, so libcontainer's own events are
+/// enabled too): the conditions under which a cloned child inherits a held lock. Every
+/// container must start and end, in time, and leave nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn creates_under_allocation_and_logging_pressure() {
+    let _serial = SERIAL.lock().await;
+    let sink = Arc::new(Mutex::new(Vec::new()));
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || LockedSink(writer.clone()))
+        .finish();
+    let _default = tracing::subscriber::set_global_default(subscriber);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noise: Vec<_> = (0..3)
+        .map(|n| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut kept: Vec<Vec<u8>> = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    kept.push(vec![n as u8; 64 + kept.len() * 97 % 70_000]);
+                    if kept.len() > 64 {
+                        kept.clear();
+                    }
+                    tracing::debug!(thread = n, held = kept.len(), "noise");
+                }
+            })
+        })
+        .collect();
+    let f = Arc::new(fixture());
+    let uid = "t-stress-00001";
+    let tasks: Vec<_> = (0..24)
+        .map(|n| {
+            let f = f.clone();
+            tokio::spawn(async move {
+                let out = Arc::new(Output::default());
+                let name = format!("c{n}");
+                let spec = f.spec(uid, &name, &["sh", "-c", "echo $$"], out.clone());
+                let status = f.run(spec).await;
+                (status, out.stdout())
+            })
+        })
+        .collect();
+    let results = tokio::time::timeout(Duration::from_secs(240), futures::future::join_all(tasks))
+        .await
+        .expect("every create finished");
+    stop.store(true, Ordering::Relaxed);
+    for t in noise {
+        t.join().unwrap();
+    }
+    for r in results {
+        let (status, stdout) = r.unwrap();
+        assert_eq!(status.exit_code, 0, "{status:?}");
+        assert_eq!(stdout, "1\n", "the shell is PID 1 of its own namespace");
+    }
     f.release_and_check(uid).await;
 }

@@ -1,0 +1,253 @@
+//! Running libcontainer's create so that a hang cannot become a hung pod.
+//!
+//! Why a create can hang: libcontainer clones its intermediate and init processes with a raw
+//! `clone3` syscall from inside the multi-threaded agent. glibc's fork handlers do not run for
+//! it, so a child starts with copies of every lock some other thread held at that instant (a
+//! malloc arena, the log writer's mutex...) and keeps running Rust code (allocating, logging)
+//! until it execs. If it needs one of those locks it waits forever, and the agent's create waits
+//! forever on the socket the child was to answer on. The hang is rare and timing-dependent.
+//!
+//! What is done about it:
+//! * the root cause we control: the create runs with a no-op tracing dispatcher on its thread,
+//!   so the cloned children (copies of that thread) never touch the agent's log subscriber and
+//!   its locks. Allocation in the children is libcontainer's own and cannot be removed;
+//! * each create runs on a thread of its own, named [`THREAD_NAME`], so its children carry that
+//!   name (or libcontainer's `youki:[..]` once they set it) until they exec;
+//! * a watchdog: if the create has not finished within a bound, the children that still carry
+//!   those names and every process in the container's cgroup are SIGKILLed and reaped, which
+//!   makes libcontainer's wait end with an error and its own cleanup run; the caller retries
+//!   once and otherwise fails the start with a clear error (a pod event, not a hang).
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use super::cgroup;
+
+/// Name of the threads that run creates; children cloned from them inherit it.
+pub const THREAD_NAME: &str = "wkube-create";
+/// The prefix libcontainer names its intermediate and init processes with.
+const YOUKI_PREFIX: &str = "youki:";
+
+/// How long a create may take before the watchdog acts (libcontainer takes milliseconds).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the create thread gets to return after its processes were killed.
+const AFTER_KILL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("starting the create thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("the create thread panicked")]
+    Panicked,
+    #[error(
+        "libcontainer's create did not finish within {0:?}; its processes were killed \
+         and cleaned up"
+    )]
+    Hung(Duration),
+    #[error(
+        "libcontainer's create did not finish within {0:?} and its thread is still stuck \
+         after its processes were killed"
+    )]
+    Stuck(Duration),
+}
+
+/// Runs `job` on a fresh create thread, with tracing silenced for the code libcontainer runs
+/// in cloned children. If it takes longer than `bound`, kills the processes it started (its
+/// children by name, everything in `cgroups_path`), waits for the thread to return and gives
+/// its result to `late` (to undo a create that succeeded after all), then reports
+/// [`CreateError::Hung`].
+pub async fn guarded<T, J, L>(
+    bound: Duration,
+    cgroups_path: String,
+    job: J,
+    late: L,
+) -> Result<T, CreateError>
+where
+    T: Send + 'static,
+    J: FnOnce() -> T + Send + 'static,
+    L: FnOnce(T) + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(THREAD_NAME.into())
+        .spawn(move || {
+            let _ = tx.send(job());
+        })
+        .map_err(CreateError::Thread)?;
+    match tokio::time::timeout(bound, &mut rx).await {
+        Ok(Ok(result)) => return Ok(result),
+        Ok(Err(_)) => return Err(CreateError::Panicked),
+        Err(_) => {}
+    }
+    tracing::error!(bound_s = bound.as_secs_f64(), cgroup = %cgroups_path,
+        "container create hung; killing its processes");
+    let killed = tokio::task::spawn_blocking(move || kill_strays(&cgroups_path)).await;
+    tracing::warn!(killed = ?killed.unwrap_or_default(), "processes of a hung create killed");
+    match tokio::time::timeout(AFTER_KILL, rx).await {
+        Ok(Ok(result)) => {
+            let _ = tokio::task::spawn_blocking(move || late(result)).await;
+            Err(CreateError::Hung(bound))
+        }
+        Ok(Err(_)) => Err(CreateError::Hung(bound)),
+        Err(_) => Err(CreateError::Stuck(bound)),
+    }
+}
+
+/// Runs `f` with a no-op tracing dispatcher on this thread: libcontainer logs from the children
+/// it clones from this thread, and those must not wait on a lock another thread of the agent
+/// held at clone time.
+pub fn without_tracing<R>(f: impl FnOnce() -> R) -> R {
+    tracing::dispatcher::with_default(&tracing::Dispatch::none(), f)
+}
+
+/// SIGKILLs the agent's children that a create left mid-way (named after the create thread or
+/// by libcontainer) and every process in the cgroup `cgroups_path`, then reaps the children.
+/// Returns the pids killed.
+pub fn kill_strays(cgroups_path: &str) -> Vec<i32> {
+    let children: Vec<i32> = own_children()
+        .into_iter()
+        .filter(|pid| {
+            comm(*pid).is_some_and(|c| c.starts_with(THREAD_NAME) || c.starts_with(YOUKI_PREFIX))
+        })
+        .collect();
+    let mut killed = children.clone();
+    for dir in cgroup::directories(cgroups_path) {
+        killed.extend(cgroup_procs(&dir));
+    }
+    killed.sort_unstable();
+    killed.dedup();
+    for pid in &killed {
+        // SAFETY: plain kill(2); a pid that is gone meanwhile gives ESRCH, which is fine.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    for pid in children {
+        let mut status = 0;
+        // SAFETY: `pid` is our child and was just SIGKILLed, so this returns promptly.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+    }
+    killed
+}
+
+/// The pids in a cgroup directory's `cgroup.procs` (none if it does not exist).
+pub fn cgroup_procs(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// This process's children, from every thread's `children` list.
+pub fn own_children() -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .flat_map(|task| {
+            std::fs::read_to_string(task.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn comm(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim_end().to_string())
+}
+
+/// Runs `create` under [`guarded`], once more if the first attempt hung.
+pub async fn with_retry<T, F, Fut>(mut create: F) -> Result<T, CreateError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, CreateError>>,
+{
+    match create(0).await {
+        Err(CreateError::Hung(bound)) => {
+            tracing::warn!(
+                bound_s = bound.as_secs_f64(),
+                "retrying a container create that hung"
+            );
+            create(1).await
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt as _;
+
+    #[tokio::test]
+    async fn a_hung_create_is_killed_reaped_and_reported() {
+        // Serial with the container tests: the kill looks at every child of the process.
+        let _serial = super::super::tests::SERIAL.lock().await;
+        // A stand-in for libcontainer's stuck intermediate process: a child named like one,
+        // whose exit is what the "create" waits for (as libcontainer waits on its socket).
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("youki:[1:INTER]");
+        std::os::unix::fs::symlink("/bin/sleep", &fake).unwrap();
+        let child = std::process::Command::new(&fake)
+            .arg0("youki:[1:INTER]")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let pidfd = super::super::process::pidfd_open(pid).unwrap();
+        let late = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let late2 = late.clone();
+        let result = guarded(
+            Duration::from_millis(300),
+            "/wkube/no-such-container".into(),
+            move || {
+                let mut poll = libc::pollfd {
+                    fd: std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd; waits until the process has exited.
+                unsafe { libc::poll(&mut poll, 1, -1) };
+                "created late"
+            },
+            move |_| late2.store(true, std::sync::atomic::Ordering::SeqCst),
+        )
+        .await;
+        assert!(matches!(result, Err(CreateError::Hung(_))), "{result:?}");
+        assert!(late.load(std::sync::atomic::Ordering::SeqCst));
+        // Killed and reaped: no such process any more (not even a zombie).
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+        std::mem::forget(child);
+    }
+
+    #[tokio::test]
+    async fn retries_once_after_a_hang() {
+        let mut attempts = 0;
+        let result: Result<(), _> = with_retry(|_| {
+            attempts += 1;
+            async { Err(CreateError::Hung(Duration::from_millis(1))) }
+        })
+        .await;
+        assert!(matches!(result, Err(CreateError::Hung(_))));
+        assert_eq!(attempts, 2);
+        let mut attempts = 0;
+        let ok = with_retry(|n| {
+            attempts += 1;
+            async move {
+                if n == 0 {
+                    Err(CreateError::Hung(Duration::from_millis(1)))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(ok.unwrap(), 1);
+        assert_eq!(attempts, 2);
+    }
+}
