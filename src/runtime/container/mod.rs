@@ -19,10 +19,15 @@
 
 pub mod cgroup;
 pub mod create;
+pub mod options;
 pub mod process;
+pub mod resources;
 pub mod rootfs;
 pub mod sandbox;
+pub mod security;
 pub mod spec;
+
+pub use options::LinuxOptions;
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -64,8 +69,25 @@ struct Inner {
     /// One sandbox per pod uid, made by the pod's first container start.
     sandboxes: tokio::sync::Mutex<HashMap<String, Arc<Sandbox>>>,
     counter: AtomicU64,
+    config: RuntimeConfig,
+}
+
+/// Settings of the runtime (the agent's flags).
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The pids limit of every container's cgroup; `None` for none.
+    pub pids_limit: Option<i64>,
     /// How long a libcontainer create may take before [`create::guarded`] steps in.
-    create_timeout: Duration,
+    pub create_timeout: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            pids_limit: Some(resources::DEFAULT_PIDS_LIMIT),
+            create_timeout: create::DEFAULT_TIMEOUT,
+        }
+    }
 }
 
 impl ContainerRuntime {
@@ -73,6 +95,11 @@ impl ContainerRuntime {
     /// run (an agent killed with containers running) are cleaned up first: adopting them
     /// needs a restarted agent to find its pods again, which is not done yet.
     pub fn new(root: &Path) -> Result<Self, RuntimeError> {
+        Self::with_config(root, RuntimeConfig::default())
+    }
+
+    /// As [`ContainerRuntime::new`], with settings.
+    pub fn with_config(root: &Path, config: RuntimeConfig) -> Result<Self, RuntimeError> {
         for sub in ["state", "bundles", "sandboxes"] {
             std::fs::create_dir_all(root.join(sub)).map_err(|e| {
                 RuntimeError::Create(format!("creating {}: {e}", root.join(sub).display()))
@@ -84,7 +111,7 @@ impl ContainerRuntime {
                 sandboxes: tokio::sync::Mutex::new(HashMap::new()),
                 supervised: std::sync::Mutex::new(std::collections::HashSet::new()),
                 counter: AtomicU64::new(0),
-                create_timeout: create::DEFAULT_TIMEOUT,
+                config,
             }),
         };
         runtime.clean_leftovers();
@@ -216,7 +243,7 @@ impl PodRuntime for ContainerRuntime {
                 };
                 let inner = self.inner.clone();
                 create::guarded(
-                    self.inner.create_timeout,
+                    self.inner.config.create_timeout,
                     cgroup::cgroups_path(&id),
                     move || job.run(),
                     move |late: Result<Started, RuntimeError>| {
@@ -335,15 +362,22 @@ impl StartJob {
             .unwrap_or("/");
         create_working_dir(rootfs.path(), cwd)
             .map_err(|e| create_error("creating the working directory")(e.to_string()))?;
-        let user = spec::resolve_user(self.image.config.user.as_deref(), rootfs.path())
-            .map_err(|e| RuntimeError::Create(e.to_string()))?;
+        let identity = security::identity(
+            &self.spec.linux.security,
+            self.image.config.user.as_deref(),
+            rootfs.path(),
+        )
+        .map_err(|e| RuntimeError::Create(e.to_string()))?;
+        let limits = resources::Limits::of(&self.spec, self.inner.config.pids_limit);
         let oci = spec::build(&spec::SpecInput {
             container: &self.spec,
             image: &self.image.config,
             rootfs: rootfs.path(),
             sandbox: &self.sandbox,
             cgroups_path: &cgroups_path,
-            user,
+            identity,
+            limits: Some(limits),
+            pid_namespace: None,
         })
         .map_err(|e| RuntimeError::Create(e.to_string()))?;
         oci.save(bundle.join("config.json"))
@@ -351,7 +385,7 @@ impl StartJob {
         let io = |e: std::io::Error| create_error("container stdio")(e.to_string());
         let (stdout_r, stdout_w) = process::pipe().map_err(io)?;
         let (stderr_r, stderr_w) = process::pipe().map_err(io)?;
-        let mut supervised = lock_within(&self.inner.supervised, self.inner.create_timeout)
+        let mut supervised = lock_within(&self.inner.supervised, self.inner.config.create_timeout)
             .ok_or_else(|| {
                 RuntimeError::Create("another container create is stuck; not starting".into())
             })?;

@@ -12,7 +12,9 @@ use crate::runtime::Mount;
 /// can assert that it left nothing behind.
 pub(super) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const APPLETS: &[&str] = &["sh", "tail", "sleep", "cat", "readlink", "hostname", "pwd"];
+const APPLETS: &[&str] = &[
+    "sh", "tail", "sleep", "cat", "readlink", "hostname", "pwd", "id", "touch", "grep", "ps",
+];
 
 fn busybox_layer(dir: &Path) -> PathBuf {
     let layer = dir.join("layer");
@@ -101,6 +103,8 @@ impl Fixture {
             working_dir: None,
             memory_limit_bytes: None,
             cpu_limit_millis: None,
+            cpu_request_millis: None,
+            linux: Default::default(),
             logs,
         }
     }
@@ -380,4 +384,168 @@ async fn creates_under_allocation_and_logging_pressure() {
         assert_eq!(stdout, "1\n", "the shell is PID 1 of its own namespace");
     }
     f.release_and_check(uid).await;
+}
+
+/// Runs `script` in a container with `security` and returns (exit code, stdout, stderr).
+async fn run_secured(
+    f: &Fixture,
+    uid: &str,
+    name: &str,
+    security: security::SecurityContext,
+    script: &str,
+) -> (i32, String, String) {
+    let out = Arc::new(Output::default());
+    let mut spec = f.spec(uid, name, &["sh", "-c", script], out.clone());
+    spec.linux.security = security;
+    let status = f.run(spec).await;
+    (status.exit_code, out.stdout(), out.stderr())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_context_user_groups_capabilities_and_read_only_root() {
+    let _serial = SERIAL.lock().await;
+    let f = fixture();
+    let uid = "t-secctx-00001";
+    let caps = "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status";
+    // Defaults: root with Docker's capabilities, privilege escalation allowed.
+    let (code, out, err) = run_secured(&f, uid, "default", Default::default(), caps).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "CapEff:\t00000000a80425fb\nNoNewPrivs:\t0\n");
+    let user = security::SecurityContext {
+        run_as_user: Some(1000),
+        run_as_group: Some(2000),
+        supplemental_groups: vec![3000],
+        run_as_non_root: true,
+        allow_privilege_escalation: Some(false),
+        ..Default::default()
+    };
+    let script = format!("id -u; id -g; id -G; {caps}; grep -q ' /proc/sys ' /proc/self/mountinfo");
+    let (code, out, err) = run_secured(&f, uid, "user", user, &script).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "1000\n2000\n2000 3000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\n"
+    );
+    let narrow = security::SecurityContext {
+        capabilities_drop: vec!["ALL".into()],
+        capabilities_add: vec!["NET_BIND_SERVICE".into()],
+        read_only_root_filesystem: true,
+        ..Default::default()
+    };
+    let script = format!("{caps}; touch /x && echo writable");
+    let (code, out, err) = run_secured(&f, uid, "narrow", narrow, &script).await;
+    assert_ne!(code, 0, "wrote to a read-only root: {out}");
+    assert_eq!(out, "CapEff:\t0000000000000400\nNoNewPrivs:\t0\n");
+    assert!(err.contains("Read-only file system"), "{err}");
+    let privileged = security::SecurityContext {
+        privileged: true,
+        allow_privilege_escalation: Some(false),
+        ..Default::default()
+    };
+    // /proc/sys is a read-only bind mount of its own unless privileged.
+    let script = format!("{caps}; grep -q ' /proc/sys ' /proc/self/mountinfo || echo unmasked");
+    let (code, out, err) = run_secured(&f, uid, "privileged", privileged, &script).await;
+    assert_eq!(code, 0, "{err}");
+    // Every capability the agent itself has.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap();
+    assert!(
+        out.starts_with(&format!("CapEff:{bounding}\nNoNewPrivs:\t0\nunmasked")),
+        "{out}"
+    );
+    f.release_and_check(uid).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_as_non_root_refuses_a_root_image() {
+    let _serial = SERIAL.lock().await;
+    let f = fixture();
+    let uid = "t-nonroot-0001";
+    let out = Arc::new(Output::default());
+    let mut spec = f.spec(uid, "root", &["sh", "-c", "exit 0"], out);
+    spec.linux.security.run_as_non_root = true;
+    let err = match f.runtime.start(spec).await {
+        Ok(h) => panic!("started as root: {:?}", h.wait().await),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("container has runAsNonRoot and image will run as root"),
+        "{err}"
+    );
+    f.release_and_check(uid).await;
+}
+
+/// The directory of the one running container of pod `uid` in hierarchy `root`.
+fn container_cgroup(root: &Path, uid: &str) -> PathBuf {
+    let prefix: String = uid.chars().take(13).collect();
+    let found: Vec<PathBuf> = read_dir(&root.join(cgroup::PARENT))
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&prefix)
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    found[0].clone()
+}
+
+fn cgroup_file(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_become_cgroup_v1_limits() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let layer = busybox_layer(dir.path());
+    let root = dir.path().join("containers");
+    let config = RuntimeConfig {
+        pids_limit: Some(77),
+        ..RuntimeConfig::default()
+    };
+    let f = Fixture {
+        runtime: ContainerRuntime::with_config(&root, config).unwrap(),
+        _dir: dir,
+        root,
+        layer,
+    };
+    let uid = "t-limits-00001";
+    let out = Arc::new(Output::default());
+    let mut spec = f.spec(
+        uid,
+        "limited",
+        &["sh", "-c", "echo ready; sleep 600"],
+        out.clone(),
+    );
+    spec.cpu_request_millis = Some(250);
+    spec.cpu_limit_millis = Some(500);
+    spec.memory_limit_bytes = Some(64 << 20);
+    let handle = f.runtime.start(spec).await.expect("start");
+    wait_for_output(&out, "ready").await;
+    let v1 = Path::new("/sys/fs/cgroup");
+    let cpu = container_cgroup(&v1.join("cpu"), uid);
+    assert_eq!(cgroup_file(&cpu, "cpu.shares"), "256");
+    assert_eq!(cgroup_file(&cpu, "cpu.cfs_quota_us"), "50000");
+    assert_eq!(cgroup_file(&cpu, "cpu.cfs_period_us"), "100000");
+    let memory = container_cgroup(&v1.join("memory"), uid);
+    assert_eq!(
+        cgroup_file(&memory, "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    let pids = container_cgroup(&v1.join("pids"), uid);
+    assert_eq!(cgroup_file(&pids, "pids.max"), "77");
+    let procs = create::cgroup_procs(&pids);
+    assert_eq!(procs.len(), 1, "the container in its cgroup (sh execs sleep): {procs:?}");
+    let status = handle.stop(Duration::from_millis(200)).await;
+    assert_eq!(status.reason, "Killed");
+    f.release_and_check(uid).await;
+    assert!(!cpu.exists() && !memory.exists() && !pids.exists());
 }
