@@ -543,7 +543,11 @@ async fn resources_become_cgroup_v1_limits() {
     let pids = container_cgroup(&v1.join("pids"), uid);
     assert_eq!(cgroup_file(&pids, "pids.max"), "77");
     let procs = create::cgroup_procs(&pids);
-    assert_eq!(procs.len(), 1, "the container in its cgroup (sh execs sleep): {procs:?}");
+    assert_eq!(
+        procs.len(),
+        1,
+        "the container in its cgroup (sh execs sleep): {procs:?}"
+    );
     let status = handle.stop(Duration::from_millis(200)).await;
     assert_eq!(status.reason, "Killed");
     f.release_and_check(uid).await;
