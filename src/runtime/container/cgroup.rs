@@ -10,12 +10,64 @@ use std::path::{Path, PathBuf};
 
 /// Where cgroup hierarchies are mounted.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-/// Every parent directory wkube's container cgroups live under (`/wkube/<id>`).
+/// The directory every wkube runtime's cgroups live under.
 pub const PARENT: &str = "wkube";
 
-/// The `cgroupsPath` of a container: `/wkube/<id>`, relative to each hierarchy's root.
-pub fn cgroups_path(container_id: &str) -> String {
-    format!("/{PARENT}/{container_id}")
+/// The cgroup parent of the runtime keeping its state in `root`: `/wkube/<tag>`, the tag a
+/// digest of the path. One per runtime, so that a restarted agent finds (and cleans) exactly
+/// its own leftovers, never those of another agent or test on the same machine.
+pub fn parent_for(root: &Path) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+    format!("/{PARENT}/{}", &hex::encode(digest)[..12])
+}
+
+/// The `cgroupsPath` of a container under `parent`, relative to each hierarchy's root.
+pub fn cgroups_path(parent: &str, container_id: &str) -> String {
+    format!("{parent}/{container_id}")
+}
+
+/// Kills every process in the cgroups under `parent` (in every hierarchy) and removes them,
+/// then `parent` itself: what a runtime left when its agent died. Returns the cgroup
+/// directories that could not be removed.
+pub fn remove_all_under(parent: &str) -> Vec<PathBuf> {
+    let mut stuck = Vec::new();
+    for dir in directories(parent) {
+        let children: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for child in children.iter().chain(std::iter::once(&dir)) {
+            if !kill_and_remove(child) {
+                stuck.push(child.clone());
+            }
+        }
+    }
+    stuck
+}
+
+/// SIGKILLs the processes of one cgroup directory until it is empty (bounded), then removes
+/// it. True when it is gone.
+fn kill_and_remove(dir: &Path) -> bool {
+    for _ in 0..200 {
+        let procs = super::create::cgroup_procs(dir);
+        if procs.is_empty() {
+            break;
+        }
+        for pid in procs {
+            // SAFETY: plain kill(2) of a process in a cgroup this runtime owns.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
 }
 
 /// Every directory the cgroup `path` may have: one per v1 controller and the v2 (unified or
@@ -81,10 +133,26 @@ mod tests {
         for h in ["memory", "cpu,cpuacct", "unified"] {
             std::fs::create_dir(root.path().join(h)).unwrap();
         }
-        let dirs = directories_under(root.path(), &cgroups_path("c1"));
+        let dirs = directories_under(root.path(), &cgroups_path("/wkube", "c1"));
         assert!(dirs.contains(&root.path().join("memory/wkube/c1")));
         assert!(dirs.contains(&root.path().join("cpu,cpuacct/wkube/c1")));
         assert!(dirs.contains(&root.path().join("unified/wkube/c1")));
         assert!(dirs.contains(&root.path().join("wkube/c1")));
+    }
+}
+
+#[cfg(test)]
+mod parent_tests {
+    use super::*;
+
+    #[test]
+    fn one_parent_per_runtime_root() {
+        let a = parent_for(Path::new("/var/lib/wkube/agent/containers"));
+        assert!(
+            a.starts_with("/wkube/") && a.len() == "/wkube/".len() + 12,
+            "{a}"
+        );
+        assert_eq!(a, parent_for(Path::new("/var/lib/wkube/agent/containers")));
+        assert_ne!(a, parent_for(Path::new("/tmp/other/containers")));
     }
 }

@@ -70,6 +70,8 @@ struct Inner {
     sandboxes: tokio::sync::Mutex<HashMap<String, Arc<Sandbox>>>,
     counter: AtomicU64,
     config: RuntimeConfig,
+    /// `/wkube/<tag>`: every cgroup of this runtime is under it ([`cgroup::parent_for`]).
+    cgroup_parent: String,
 }
 
 /// Settings of the runtime (the agent's flags).
@@ -92,8 +94,8 @@ impl Default for RuntimeConfig {
 
 impl ContainerRuntime {
     /// A runtime keeping its state under `root` (created if needed). Leftovers of a previous
-    /// run (an agent killed with containers running) are cleaned up first: adopting them
-    /// needs a restarted agent to find its pods again, which is not done yet.
+    /// run (an agent killed with containers running) are cleaned up first (see
+    /// `clean_leftovers` for why cleaning and not adopting).
     pub fn new(root: &Path) -> Result<Self, RuntimeError> {
         Self::with_config(root, RuntimeConfig::default())
     }
@@ -112,15 +114,31 @@ impl ContainerRuntime {
                 supervised: std::sync::Mutex::new(std::collections::HashSet::new()),
                 counter: AtomicU64::new(0),
                 config,
+                cgroup_parent: cgroup::parent_for(
+                    &std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf()),
+                ),
             }),
         };
         runtime.clean_leftovers();
         Ok(runtime)
     }
 
+    /// Removes everything a previous run of the agent on the same directory left: its
+    /// containers' processes (killed), cgroups, rootfs mounts, bundles, libcontainer state and
+    /// pinned sandbox namespaces. The agent then restarts the pods by their restartPolicy, as
+    /// after a node reboot.
+    ///
+    /// Cleaning rather than adopting, on purpose: an adopted container would need its stdout
+    /// and stderr pipes back (they died with the old agent, so its logs would stop), a
+    /// supervisor that is not its parent (no waitpid, no exit code) and the pod worker's
+    /// state; a clean restart is what the kubelet does after a reboot, and it is testable.
     fn clean_leftovers(&self) {
         let root = &self.inner.root;
-        for entry in read_dir(&root.join("state")) {
+        let state = read_dir(&root.join("state"));
+        let bundles = read_dir(&root.join("bundles"));
+        let sandboxes = read_dir(&root.join("sandboxes"));
+        let found = state.len() + bundles.len() + sandboxes.len();
+        for entry in state {
             if let Ok(mut container) = Container::load(entry.clone()) {
                 if let Err(e) = container.delete(true) {
                     tracing::warn!(container = %entry.display(), error = %e, "deleting a leftover container");
@@ -128,16 +146,23 @@ impl ContainerRuntime {
             }
             let _ = std::fs::remove_dir_all(&entry);
         }
-        for entry in read_dir(&root.join("bundles")) {
+        // Also the cgroups of creates that never got as far as libcontainer's state.
+        for dir in cgroup::remove_all_under(&self.inner.cgroup_parent) {
+            tracing::warn!(cgroup = %dir.display(), "a leftover cgroup could not be removed");
+        }
+        for entry in bundles {
             if let Err(e) = rootfs::remove_dir(&entry.join("rootfs")) {
                 tracing::warn!(error = %e, "removing a leftover rootfs");
             }
             let _ = std::fs::remove_dir_all(&entry);
         }
-        for entry in read_dir(&root.join("sandboxes")) {
+        for entry in sandboxes {
             if let Err(e) = sandbox::remove_pins(&entry) {
                 tracing::warn!(sandbox = %entry.display(), error = %e, "removing a leftover sandbox");
             }
+        }
+        if found > 0 {
+            tracing::info!(found, "cleaned up what a previous agent run left");
         }
     }
 
@@ -244,7 +269,7 @@ impl PodRuntime for ContainerRuntime {
                 let inner = self.inner.clone();
                 create::guarded(
                     self.inner.config.create_timeout,
-                    cgroup::cgroups_path(&id),
+                    cgroup::cgroups_path(&self.inner.cgroup_parent, &id),
                     move || job.run(),
                     move |late: Result<Started, RuntimeError>| {
                         if let Ok(started) = late {
@@ -353,7 +378,7 @@ impl StartJob {
     }
 
     fn create_and_start(&self, bundle: &Path, rootfs: &Rootfs) -> Result<Launched, RuntimeError> {
-        let cgroups_path = cgroup::cgroups_path(&self.id);
+        let cgroups_path = cgroup::cgroups_path(&self.inner.cgroup_parent, &self.id);
         let cwd = self
             .spec
             .working_dir

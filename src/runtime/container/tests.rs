@@ -123,7 +123,7 @@ impl Fixture {
         let root = self.root.display().to_string();
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(!mountinfo.contains(&root), "mounts left:\n{mountinfo}");
-        for dir in cgroup::directories(&format!("/{}", cgroup::PARENT)) {
+        for dir in cgroup::directories(&self.runtime.inner.cgroup_parent) {
             for entry in read_dir(&dir) {
                 let name = entry.file_name().unwrap().to_string_lossy().into_owned();
                 assert!(
@@ -479,9 +479,10 @@ async fn run_as_non_root_refuses_a_root_image() {
 }
 
 /// The directory of the one running container of pod `uid` in hierarchy `root`.
-fn container_cgroup(root: &Path, uid: &str) -> PathBuf {
+fn container_cgroup(f: &Fixture, root: &Path, uid: &str) -> PathBuf {
     let prefix: String = uid.chars().take(13).collect();
-    let found: Vec<PathBuf> = read_dir(&root.join(cgroup::PARENT))
+    let parent = f.runtime.inner.cgroup_parent.trim_start_matches('/');
+    let found: Vec<PathBuf> = read_dir(&root.join(parent))
         .into_iter()
         .filter(|p| {
             p.file_name()
@@ -531,16 +532,16 @@ async fn resources_become_cgroup_v1_limits() {
     let handle = f.runtime.start(spec).await.expect("start");
     wait_for_output(&out, "ready").await;
     let v1 = Path::new("/sys/fs/cgroup");
-    let cpu = container_cgroup(&v1.join("cpu"), uid);
+    let cpu = container_cgroup(&f, &v1.join("cpu"), uid);
     assert_eq!(cgroup_file(&cpu, "cpu.shares"), "256");
     assert_eq!(cgroup_file(&cpu, "cpu.cfs_quota_us"), "50000");
     assert_eq!(cgroup_file(&cpu, "cpu.cfs_period_us"), "100000");
-    let memory = container_cgroup(&v1.join("memory"), uid);
+    let memory = container_cgroup(&f, &v1.join("memory"), uid);
     assert_eq!(
         cgroup_file(&memory, "memory.limit_in_bytes"),
         (64u64 << 20).to_string()
     );
-    let pids = container_cgroup(&v1.join("pids"), uid);
+    let pids = container_cgroup(&f, &v1.join("pids"), uid);
     assert_eq!(cgroup_file(&pids, "pids.max"), "77");
     let procs = create::cgroup_procs(&pids);
     assert_eq!(
@@ -552,4 +553,41 @@ async fn resources_become_cgroup_v1_limits() {
     assert_eq!(status.reason, "Killed");
     f.release_and_check(uid).await;
     assert!(!cpu.exists() && !memory.exists() && !pids.exists());
+}
+
+/// An agent that dies with a container running leaves it to the next runtime on the same
+/// directory, which kills it and removes its cgroups, mounts, state and sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_runtime_cleans_what_an_abandoned_one_left() {
+    let _serial = SERIAL.lock().await;
+    let f = fixture();
+    let uid = "t-abandon-0001";
+    let out = Arc::new(Output::default());
+    let handle = f
+        .runtime
+        .start(f.spec(
+            uid,
+            "left",
+            &["sh", "-c", "echo ready; sleep 600"],
+            out.clone(),
+        ))
+        .await
+        .expect("start");
+    wait_for_output(&out, "ready").await;
+    let cgroup_dirs: Vec<PathBuf> = cgroup::directories(&f.runtime.inner.cgroup_parent)
+        .into_iter()
+        .filter(|d| d.is_dir())
+        .collect();
+    assert!(!cgroup_dirs.is_empty());
+    // The old runtime is abandoned: no stop, no release. A new one takes over the directory.
+    let next = ContainerRuntime::new(&f.root).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), handle.wait())
+        .await
+        .expect("the leftover container was killed");
+    assert_eq!(status.exit_code, 137, "{status:?}");
+    let f = Fixture { runtime: next, ..f };
+    f.release_and_check(uid).await;
+    for dir in cgroup_dirs {
+        assert!(!dir.exists(), "cgroup left: {}", dir.display());
+    }
 }
