@@ -2,10 +2,12 @@
 //!
 //! Why a create can hang: libcontainer clones its intermediate and init processes with a raw
 //! `clone3` syscall from inside the multi-threaded agent. glibc's fork handlers do not run for
-//! it, so a child starts with copies of every lock some other thread held at that instant (a
-//! malloc arena, the log writer's mutex...) and keeps running Rust code (allocating, logging)
-//! until it execs. If it needs one of those locks it waits forever, and the agent's create waits
-//! forever on the socket the child was to answer on. The hang is rare and timing-dependent.
+//! it, so a child starts with copies of every lock some other thread held at that instant and
+//! keeps running Rust code until it execs or exits. If it needs one of those locks it waits
+//! forever, and the agent's create waits forever on it. Seen here (stress test, gdb):
+//! * a child logging through the agent's subscriber, whose writer mutex another thread held;
+//! * the intermediate process in `std::process::exit`, whose runtime cleanup takes std's
+//!   thread-info mutex, held by a thread of the agent starting or ending at clone time.
 //!
 //! What is done about it:
 //! * the root cause we control: the create runs with a no-op tracing dispatcher on its thread,
@@ -13,6 +15,8 @@
 //!   its locks. Allocation in the children is libcontainer's own and cannot be removed;
 //! * each create runs on a thread of its own, named [`THREAD_NAME`], so its children carry that
 //!   name (or libcontainer's `youki:[..]` once they set it) until they exec;
+//! * a first watchdog stage for the second case: an intermediate alive after
+//!   [`INTERMEDIATE_BOUND`] is killed alone (libcontainer then completes the create);
 //! * a watchdog: if the create has not finished within a bound, the children that still carry
 //!   those names and every process in the container's cgroup are SIGKILLed and reaped, which
 //!   makes libcontainer's wait end with an error and its own cleanup run; the caller retries
@@ -28,9 +32,13 @@ use super::cgroup;
 pub const THREAD_NAME: &str = "wkube-create";
 /// The prefix libcontainer names its intermediate and init processes with.
 const YOUKI_PREFIX: &str = "youki:";
+/// libcontainer's name for its intermediate process.
+const INTERMEDIATE_NAME: &str = "youki:[1:INTER]";
 
 /// How long a create may take before the watchdog acts (libcontainer takes milliseconds).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long libcontainer's intermediate process may live (it normally lives milliseconds).
+const INTERMEDIATE_BOUND: Duration = Duration::from_secs(5);
 /// How long the create thread gets to return after its processes were killed.
 const AFTER_KILL: Duration = Duration::from_secs(10);
 
@@ -75,7 +83,22 @@ where
             let _ = tx.send(job());
         })
         .map_err(CreateError::Thread)?;
-    match tokio::time::timeout(bound, &mut rx).await {
+    match tokio::time::timeout(INTERMEDIATE_BOUND.min(bound), &mut rx).await {
+        Ok(Ok(result)) => return Ok(result),
+        Ok(Err(_)) => return Err(CreateError::Panicked),
+        Err(_) => {}
+    }
+    // First stage: an intermediate process still alive this long is stuck, most likely in
+    // its exit (see the module doc). Killing it alone lets a create that got that far succeed
+    // (libcontainer only warns about an intermediate killed by a signal), and one that did not
+    // fail fast.
+    let stuck = tokio::task::spawn_blocking(kill_intermediates)
+        .await
+        .unwrap_or_default();
+    if !stuck.is_empty() {
+        tracing::warn!(pids = ?stuck, "killed a stuck libcontainer intermediate process");
+    }
+    match tokio::time::timeout(bound.saturating_sub(INTERMEDIATE_BOUND), &mut rx).await {
         Ok(Ok(result)) => return Ok(result),
         Ok(Err(_)) => return Err(CreateError::Panicked),
         Err(_) => {}
@@ -127,6 +150,20 @@ pub fn kill_strays(cgroups_path: &str) -> Vec<i32> {
         unsafe { libc::waitpid(pid, &mut status, 0) };
     }
     killed
+}
+
+/// SIGKILLs the agent's children that are libcontainer intermediate processes (a create is
+/// in flight; creates are serialized). Returns their pids.
+fn kill_intermediates() -> Vec<i32> {
+    let stuck: Vec<i32> = own_children()
+        .into_iter()
+        .filter(|pid| comm(*pid).is_some_and(|c| c == INTERMEDIATE_NAME))
+        .collect();
+    for pid in &stuck {
+        // SAFETY: plain kill(2) of our own child; libcontainer's waitpid reaps it.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    stuck
 }
 
 /// The pids in a cgroup directory's `cgroup.procs` (none if it does not exist).
@@ -184,37 +221,44 @@ mod tests {
     use super::*;
     use std::os::unix::process::CommandExt as _;
 
+    /// A stand-in for one of libcontainer's processes, named `name`, and a "create" that
+    /// waits for it to end (as libcontainer waits on its socket or waitpid).
+    fn stand_in(name: &str) -> (std::process::Child, impl FnOnce() -> &'static str + Send) {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join(name);
+        std::os::unix::fs::symlink("/bin/sleep", &fake).unwrap();
+        let child = std::process::Command::new(&fake)
+            .arg0(name)
+            .arg("600")
+            .spawn()
+            .unwrap();
+        let pidfd = super::super::process::pidfd_open(child.id() as i32).unwrap();
+        let create = move || {
+            let _dir = dir;
+            let mut poll = libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; waits until the process has exited.
+            unsafe { libc::poll(&mut poll, 1, -1) };
+            "created"
+        };
+        (child, create)
+    }
+
     #[tokio::test]
     async fn a_hung_create_is_killed_reaped_and_reported() {
         // Serial with the container tests: the kill looks at every child of the process.
         let _serial = super::super::tests::SERIAL.lock().await;
-        // A stand-in for libcontainer's stuck intermediate process: a child named like one,
-        // whose exit is what the "create" waits for (as libcontainer waits on its socket).
-        let dir = tempfile::tempdir().unwrap();
-        let fake = dir.path().join("youki:[1:INTER]");
-        std::os::unix::fs::symlink("/bin/sleep", &fake).unwrap();
-        let child = std::process::Command::new(&fake)
-            .arg0("youki:[1:INTER]")
-            .arg("600")
-            .spawn()
-            .unwrap();
+        let (child, create) = stand_in("youki:[2:INIT]");
         let pid = child.id() as i32;
-        let pidfd = super::super::process::pidfd_open(pid).unwrap();
         let late = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let late2 = late.clone();
         let result = guarded(
             Duration::from_millis(300),
             "/wkube/no-such-container".into(),
-            move || {
-                let mut poll = libc::pollfd {
-                    fd: std::os::fd::AsRawFd::as_raw_fd(&pidfd),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd; waits until the process has exited.
-                unsafe { libc::poll(&mut poll, 1, -1) };
-                "created late"
-            },
+            create,
             move |_| late2.store(true, std::sync::atomic::Ordering::SeqCst),
         )
         .await;
@@ -223,6 +267,25 @@ mod tests {
         // Killed and reaped: no such process any more (not even a zombie).
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
         std::mem::forget(child);
+    }
+
+    #[tokio::test]
+    async fn a_stuck_intermediate_alone_is_killed_and_the_create_completes() {
+        let _serial = super::super::tests::SERIAL.lock().await;
+        let (mut child, create) = stand_in(INTERMEDIATE_NAME);
+        let result = guarded(
+            Duration::from_secs(60),
+            "/wkube/no-such-container".into(),
+            create,
+            |_| {},
+        )
+        .await;
+        assert_eq!(result.unwrap(), "created");
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
     }
 
     #[tokio::test]

@@ -20,6 +20,7 @@
 pub mod cgroup;
 pub mod create;
 pub mod options;
+pub mod pidns;
 pub mod process;
 pub mod resources;
 pub mod rootfs;
@@ -72,6 +73,7 @@ struct Inner {
     config: RuntimeConfig,
     /// `/wkube/<tag>`: every cgroup of this runtime is under it ([`cgroup::parent_for`]).
     cgroup_parent: String,
+    cgroup_driver: cgroup::Driver,
 }
 
 /// Settings of the runtime (the agent's flags).
@@ -81,6 +83,8 @@ pub struct RuntimeConfig {
     pub pids_limit: Option<i64>,
     /// How long a libcontainer create may take before [`create::guarded`] steps in.
     pub create_timeout: Duration,
+    /// Which cgroup version to place containers with.
+    pub cgroup_mode: cgroup::Mode,
 }
 
 impl Default for RuntimeConfig {
@@ -88,6 +92,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             pids_limit: Some(resources::DEFAULT_PIDS_LIMIT),
             create_timeout: create::DEFAULT_TIMEOUT,
+            cgroup_mode: cgroup::Mode::Auto,
         }
     }
 }
@@ -102,6 +107,10 @@ impl ContainerRuntime {
 
     /// As [`ContainerRuntime::new`], with settings.
     pub fn with_config(root: &Path, config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let layout = cgroup::layout().map_err(|e| RuntimeError::Create(e.to_string()))?;
+        let cgroup_driver = cgroup::driver(config.cgroup_mode, layout)
+            .map_err(|e| RuntimeError::Create(e.to_string()))?;
+        tracing::info!(mode = ?config.cgroup_mode, ?layout, driver = ?cgroup_driver, "container cgroups");
         for sub in ["state", "bundles", "sandboxes"] {
             std::fs::create_dir_all(root.join(sub)).map_err(|e| {
                 RuntimeError::Create(format!("creating {}: {e}", root.join(sub).display()))
@@ -114,6 +123,7 @@ impl ContainerRuntime {
                 supervised: std::sync::Mutex::new(std::collections::HashSet::new()),
                 counter: AtomicU64::new(0),
                 config,
+                cgroup_driver,
                 cgroup_parent: cgroup::parent_for(
                     &std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf()),
                 ),
@@ -178,7 +188,8 @@ impl ContainerRuntime {
             .join("sandboxes")
             .join(safe_name(&spec.pod_uid));
         let host = hostname(&spec.pod_name);
-        let made = tokio::task::spawn_blocking(move || Sandbox::create(&dir, &host))
+        let share_pid = spec.linux.share_process_namespace;
+        let made = tokio::task::spawn_blocking(move || Sandbox::create(&dir, &host, share_pid))
             .await
             .map_err(|e| RuntimeError::Create(format!("pod sandbox: {e}")))?
             .map_err(|e| RuntimeError::Create(e.to_string()))?;
@@ -371,7 +382,8 @@ impl StartJob {
                 cgroups_path: l.cgroups_path,
             }),
             Err(e) => {
-                cleanup(None, Some(rootfs), &bundle);
+                let path = cgroup::cgroups_path(&self.inner.cgroup_parent, &self.id);
+                cleanup(None, Some(rootfs), &bundle, &path);
                 Err(e)
             }
         }
@@ -401,8 +413,12 @@ impl StartJob {
             sandbox: &self.sandbox,
             cgroups_path: &cgroups_path,
             identity,
-            limits: Some(limits),
-            pid_namespace: None,
+            // The v2 driver applies the limits itself (and says which it cannot).
+            limits: match self.inner.cgroup_driver {
+                cgroup::Driver::Libcontainer => Some(limits),
+                cgroup::Driver::OwnV2 { .. } => None,
+            },
+            pid_namespace: self.sandbox.pid_ns_path(),
         })
         .map_err(|e| RuntimeError::Create(e.to_string()))?;
         oci.save(bundle.join("config.json"))
@@ -440,6 +456,11 @@ impl StartJob {
                 Ok((pid.as_raw(), pidfd))
             })
             .and_then(|(pid, pidfd)| {
+                // Placed before it runs a single instruction of the workload.
+                if let cgroup::Driver::OwnV2 { root } = &self.inner.cgroup_driver {
+                    cgroup::place_v2(root, &cgroups_path, pid, &limits.v2_files())
+                        .map_err(|e| e.to_string())?;
+                }
                 create::without_tracing(|| container.start()).map_err(|e| e.to_string())?;
                 Ok((pid, pidfd))
             });
@@ -504,7 +525,12 @@ fn create_working_dir(rootfs: &Path, cwd: &str) -> std::io::Result<()> {
 }
 
 /// Deletes what a container leaves: libcontainer state and cgroup, rootfs, bundle.
-fn cleanup(container: Option<&mut Container>, rootfs: Option<Rootfs>, bundle: &Path) {
+fn cleanup(
+    container: Option<&mut Container>,
+    rootfs: Option<Rootfs>,
+    bundle: &Path,
+    cgroups_path: &str,
+) {
     if let Some(container) = container {
         if let Err(e) = container.delete(true) {
             tracing::warn!(id = %container.id(), error = %e, "deleting the container");
@@ -515,6 +541,8 @@ fn cleanup(container: Option<&mut Container>, rootfs: Option<Rootfs>, bundle: &P
             tracing::warn!(error = %e, "removing the rootfs");
         }
     }
+    // What libcontainer does not delete: the cgroup of the v2 driver on a hybrid host.
+    cgroup::remove_dirs(cgroups_path);
     if let Err(e) = std::fs::remove_dir_all(bundle) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(bundle = %bundle.display(), error = %e, "removing the bundle");
@@ -616,7 +644,12 @@ fn abandon(inner: &Inner, started: Started) {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .remove(&started.pid);
     let mut container = started.container;
-    cleanup(Some(&mut container), Some(started.rootfs), &started.bundle);
+    cleanup(
+        Some(&mut container),
+        Some(started.rootfs),
+        &started.bundle,
+        &started.cgroups_path,
+    );
 }
 
 /// Owns a container from start to deletion.
@@ -667,13 +700,13 @@ impl Supervisor {
                 // Reaping is what waits when the pidfd could not be polled.
                 let reaped = process::reap(pid);
                 let oom_kills = cgroup::oom_kills(&cgroups_path);
-                cleanup(Some(&mut container), Some(rootfs), &bundle);
+                cleanup(Some(&mut container), Some(rootfs), &bundle, &cgroups_path);
                 return (reaped, oom_kills);
             }
             // The process is an unreaped zombie: read the OOM counter while the cgroup exists,
             // delete while the pid cannot have been reused by anyone, then reap.
             let oom_kills = cgroup::oom_kills(&cgroups_path);
-            cleanup(Some(&mut container), Some(rootfs), &bundle);
+            cleanup(Some(&mut container), Some(rootfs), &bundle, &cgroups_path);
             (process::reap(pid), oom_kills)
         })
         .await;

@@ -510,6 +510,7 @@ async fn resources_become_cgroup_v1_limits() {
     let root = dir.path().join("containers");
     let config = RuntimeConfig {
         pids_limit: Some(77),
+        cgroup_mode: cgroup::Mode::V1,
         ..RuntimeConfig::default()
     };
     let f = Fixture {
@@ -590,4 +591,106 @@ async fn a_new_runtime_cleans_what_an_abandoned_one_left() {
     for dir in cgroup_dirs {
         assert!(!dir.exists(), "cgroup left: {}", dir.display());
     }
+}
+
+/// `shareProcessNamespace`: a container sees the others' processes, also after an earlier
+/// (init-like) container of the pod has exited; PID 1 is the sandbox's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_process_namespace_across_containers() {
+    let _serial = SERIAL.lock().await;
+    let f = fixture();
+    let uid = "t-sharepid-001";
+    let shared = |mut spec: ContainerSpec| {
+        spec.linux.share_process_namespace = true;
+        spec
+    };
+    let out = Arc::new(Output::default());
+    let init = f.spec(uid, "init", &["sh", "-c", "echo $$"], out.clone());
+    let status = f.run(shared(init)).await;
+    assert_eq!(status.exit_code, 0);
+    assert_ne!(
+        out.stdout(),
+        "1\n",
+        "PID 1 is the sandbox's, not a container's"
+    );
+    let app_out = Arc::new(Output::default());
+    let app = f.spec(
+        uid,
+        "app",
+        &["sh", "-c", "echo ready; exec sleep 600"],
+        app_out.clone(),
+    );
+    let app = f.runtime.start(shared(app)).await.expect("start");
+    wait_for_output(&app_out, "ready").await;
+    let look = Arc::new(Output::default());
+    let script = "cat /proc/1/comm; for p in /proc/[0-9]*; do cat $p/comm; done";
+    let status = f
+        .run(shared(f.spec(
+            uid,
+            "look",
+            &["sh", "-c", script],
+            look.clone(),
+        )))
+        .await;
+    assert_eq!(status.exit_code, 0, "{}", look.stderr());
+    let seen = look.stdout();
+    assert!(seen.starts_with("wkube-pause\n"), "{seen}");
+    assert!(
+        seen.lines().any(|l| l == "sleep"),
+        "the app's sleep: {seen}"
+    );
+    app.stop(Duration::from_millis(200)).await;
+    f.release_and_check(uid).await;
+}
+
+/// cgroup v2 forced on this hybrid host: the container's process is placed in its own cgroup
+/// of the v2 mount; the limits that mount has no controller for are not applied anywhere (and
+/// said so), and the cgroup is gone afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cgroup_v2_mode_places_the_container_in_the_unified_hierarchy() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let layer = busybox_layer(dir.path());
+    let root = dir.path().join("containers");
+    let config = RuntimeConfig {
+        cgroup_mode: cgroup::Mode::V2,
+        ..RuntimeConfig::default()
+    };
+    let f = Fixture {
+        runtime: ContainerRuntime::with_config(&root, config).unwrap(),
+        _dir: dir,
+        root,
+        layer,
+    };
+    let uid = "t-cgroupv2-001";
+    let out = Arc::new(Output::default());
+    let mut spec = f.spec(
+        uid,
+        "v2",
+        &["sh", "-c", "echo ready; exec sleep 600"],
+        out.clone(),
+    );
+    spec.memory_limit_bytes = Some(64 << 20);
+    let handle = f.runtime.start(spec).await.expect("start");
+    wait_for_output(&out, "ready").await;
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    let v2 = container_cgroup(&f, unified, uid);
+    let procs = create::cgroup_procs(&v2);
+    assert_eq!(procs.len(), 1, "{procs:?}");
+    let cgroup_of_proc = std::fs::read_to_string(format!("/proc/{}/cgroup", procs[0])).unwrap();
+    assert!(
+        cgroup_of_proc.contains(
+            &format!("0::{}", v2.strip_prefix(unified).unwrap().display()).replace("0::", "0::/")
+        ),
+        "{cgroup_of_proc}"
+    );
+    // Not enforced through v1 behind the mode's back either.
+    let memory = container_cgroup(&f, Path::new("/sys/fs/cgroup/memory"), uid);
+    assert_ne!(
+        cgroup_file(&memory, "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    handle.stop(Duration::from_millis(200)).await;
+    f.release_and_check(uid).await;
+    assert!(!v2.exists(), "v2 cgroup left: {}", v2.display());
 }
