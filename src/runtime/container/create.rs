@@ -13,8 +13,8 @@
 //! * the root cause we control: the create runs with a no-op tracing dispatcher on its thread,
 //!   so the cloned children (copies of that thread) never touch the agent's log subscriber and
 //!   its locks. Allocation in the children is libcontainer's own and cannot be removed;
-//! * each create runs on a thread of its own, named [`THREAD_NAME`], so its children carry that
-//!   name (or libcontainer's `youki:[..]` once they set it) until they exec;
+//! * creates run one at a time on a long-lived thread ([`Creator`]) named [`THREAD_NAME`], so
+//!   its children carry that name (or libcontainer's `youki:[..]` once they set it);
 //! * a first watchdog stage for the second case: an intermediate alive after
 //!   [`INTERMEDIATE_BOUND`] is killed alone (libcontainer then completes the create);
 //! * a watchdog: if the create has not finished within a bound, the children that still carry
@@ -60,12 +60,70 @@ pub enum CreateError {
     Stuck(Duration),
 }
 
-/// Runs `job` on a fresh create thread, with tracing silenced for the code libcontainer runs
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The long-lived thread creates run on, one at a time. One thread rather than one per create:
+/// a thread starting or ending takes std's thread-info lock, and one doing so while another
+/// clones is exactly what leaves a child stuck in its exit (see the module doc).
+pub struct Creator {
+    tx: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl Creator {
+    pub fn new() -> Result<Creator, CreateError> {
+        Ok(Creator {
+            tx: std::sync::Mutex::new(spawn_worker()?),
+        })
+    }
+
+    /// Queues `job`; a worker that is gone is replaced first.
+    fn submit(&self, job: Job) -> Result<(), CreateError> {
+        let mut tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match tx.send(job) {
+            Ok(()) => Ok(()),
+            Err(std::sync::mpsc::SendError(job)) => {
+                *tx = spawn_worker()?;
+                tx.send(job).map_err(|_| CreateError::Panicked)
+            }
+        }
+    }
+
+    /// Gives up on a worker stuck in a create: later creates get a new one (the old thread ends
+    /// once its job returns, if ever).
+    fn replace(&self) -> Result<(), CreateError> {
+        let fresh = spawn_worker()?;
+        *self
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+}
+
+fn spawn_worker() -> Result<std::sync::mpsc::Sender<Job>, CreateError> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name(THREAD_NAME.into())
+        .spawn(move || {
+            while let Ok(job) = rx.recv() {
+                // A panicking job drops its result sender, which its caller reports.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+        })
+        .map_err(CreateError::Thread)?;
+    Ok(tx)
+}
+
+/// Runs `job` on the creator's thread, with tracing silenced for the code libcontainer runs
 /// in cloned children. If it takes longer than `bound`, kills the processes it started (its
 /// children by name, everything in `cgroups_path`), waits for the thread to return and gives
 /// its result to `late` (to undo a create that succeeded after all), then reports
 /// [`CreateError::Hung`].
 pub async fn guarded<T, J, L>(
+    creator: &Creator,
     bound: Duration,
     cgroups_path: String,
     job: J,
@@ -77,12 +135,9 @@ where
     L: FnOnce(T) + Send + 'static,
 {
     let (tx, mut rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name(THREAD_NAME.into())
-        .spawn(move || {
-            let _ = tx.send(job());
-        })
-        .map_err(CreateError::Thread)?;
+    creator.submit(Box::new(move || {
+        let _ = tx.send(job());
+    }))?;
     match tokio::time::timeout(INTERMEDIATE_BOUND.min(bound), &mut rx).await {
         Ok(Ok(result)) => return Ok(result),
         Ok(Err(_)) => return Err(CreateError::Panicked),
@@ -113,7 +168,10 @@ where
             Err(CreateError::Hung(bound))
         }
         Ok(Err(_)) => Err(CreateError::Hung(bound)),
-        Err(_) => Err(CreateError::Stuck(bound)),
+        Err(_) => {
+            creator.replace()?;
+            Err(CreateError::Stuck(bound))
+        }
     }
 }
 
@@ -255,7 +313,9 @@ mod tests {
         let pid = child.id() as i32;
         let late = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let late2 = late.clone();
+        let creator = Creator::new().unwrap();
         let result = guarded(
+            &creator,
             Duration::from_millis(300),
             "/wkube/no-such-container".into(),
             create,
@@ -273,7 +333,9 @@ mod tests {
     async fn a_stuck_intermediate_alone_is_killed_and_the_create_completes() {
         let _serial = super::super::tests::SERIAL.lock().await;
         let (mut child, create) = stand_in(INTERMEDIATE_NAME);
+        let creator = Creator::new().unwrap();
         let result = guarded(
+            &creator,
             Duration::from_secs(60),
             "/wkube/no-such-container".into(),
             create,

@@ -74,6 +74,8 @@ struct Inner {
     /// `/wkube/<tag>`: every cgroup of this runtime is under it ([`cgroup::parent_for`]).
     cgroup_parent: String,
     cgroup_driver: cgroup::Driver,
+    /// The thread libcontainer creates run on.
+    creator: create::Creator,
 }
 
 /// Settings of the runtime (the agent's flags).
@@ -124,6 +126,7 @@ impl ContainerRuntime {
                 counter: AtomicU64::new(0),
                 config,
                 cgroup_driver,
+                creator: create::Creator::new().map_err(|e| RuntimeError::Create(e.to_string()))?,
                 cgroup_parent: cgroup::parent_for(
                     &std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf()),
                 ),
@@ -279,6 +282,7 @@ impl PodRuntime for ContainerRuntime {
                 };
                 let inner = self.inner.clone();
                 create::guarded(
+                    &self.inner.creator,
                     self.inner.config.create_timeout,
                     cgroup::cgroups_path(&self.inner.cgroup_parent, &id),
                     move || job.run(),
