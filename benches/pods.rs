@@ -262,6 +262,8 @@ async fn runtime_vs_process(wasm: &Path) {
         working_dir: None,
         memory_limit_bytes: None,
         cpu_limit_millis: None,
+        cpu_request_millis: None,
+        linux: Default::default(),
         logs: Arc::new(Discard),
     };
     let runs = 300;

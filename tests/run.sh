@@ -19,6 +19,9 @@ command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 pkg-config --exists libseccomp 2>/dev/null || need_apt+=(libseccomp-dev)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
+# Reference runtimes the container_runtime benchmark compares with.
+command -v runc >/dev/null 2>&1 || need_apt+=(runc)
+command -v crun >/dev/null 2>&1 || need_apt+=(crun)
 # The Python and JavaScript example policies: plugins/build.sh makes a venv (componentize-py)
 # and runs npm (componentize-js); both then come from their registries, pinned.
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)

@@ -786,6 +786,12 @@ async fn build_spec(
             .map(str::to_string),
         memory_limit_bytes: spec::limit(container, "memory").map(|v| v as u64),
         cpu_limit_millis: spec::limit(container, "cpu").map(|v| (v * 1000.0).ceil() as u64),
+        cpu_request_millis: container
+            .pointer("/resources/requests/cpu")
+            .and_then(Value::as_str)
+            .and_then(crate::api::validation::quantity_value)
+            .map(|v| (v * 1000.0).ceil() as u64),
+        linux: crate::runtime::container::LinuxOptions::from_pod(pod, container),
         logs,
     })
 }

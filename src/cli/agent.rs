@@ -74,6 +74,12 @@ pub struct NodeArgs {
     /// First delay before restarting a crashed container (doubles up to 5 minutes).
     #[arg(long, default_value = "10", value_name = "SECONDS")]
     restart_backoff: f64,
+    /// cgroup version for Linux containers: auto (v2 when /sys/fs/cgroup is cgroup2), v1, v2.
+    #[arg(long = "cgroup-version", default_value = "auto")]
+    cgroup_version: crate::runtime::container::cgroup::Mode,
+    /// pids limit of each Linux container's cgroup (0: none).
+    #[arg(long = "pids-limit", default_value_t = crate::runtime::container::resources::DEFAULT_PIDS_LIMIT)]
+    pids_limit: i64,
 }
 
 impl NodeArgs {
@@ -189,13 +195,18 @@ pub async fn client_for(server: &str, token: &str, ca_pem: &str) -> anyhow::Resu
 
 /// The Linux container runtime, on nodes where the agent runs as root (namespaces, mounts and
 /// cgroups need it); other nodes offer wasm only and say so once.
-fn linux_runtime(data_dir: &Path) -> anyhow::Result<Option<Arc<dyn PodRuntime>>> {
+fn linux_runtime(data_dir: &Path, node: &NodeArgs) -> anyhow::Result<Option<Arc<dyn PodRuntime>>> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         tracing::warn!("not running as root: this node runs wasm pods only, no Linux containers");
         return Ok(None);
     }
-    let runtime = ContainerRuntime::new(&data_dir.join("containers"))
+    let config = crate::runtime::container::RuntimeConfig {
+        cgroup_mode: node.cgroup_version,
+        pids_limit: (node.pids_limit > 0).then_some(node.pids_limit),
+        ..Default::default()
+    };
+    let runtime = ContainerRuntime::with_config(&data_dir.join("containers"), config)
         .context("starting the Linux container runtime")?;
     Ok(Some(Arc::new(runtime)))
 }
@@ -237,7 +248,7 @@ pub async fn run_node(
     };
     let wasm = WasmRuntime::with_config(&data_dir.join("compiled"), runtime_config)
         .context("starting the wasm runtime")?;
-    let runtime = ByImage::new(Arc::new(wasm), linux_runtime(data_dir)?);
+    let runtime = ByImage::new(Arc::new(wasm), linux_runtime(data_dir, node)?);
     let mut config = AgentConfig::new(&node.node_name(), data_dir.to_path_buf(), ca_pem);
     config.runtime_names = runtime.names();
     config.node_ip = node.node_ip;

@@ -54,6 +54,10 @@ pub struct ContainerSpec {
     pub memory_limit_bytes: Option<u64>,
     /// `resources.limits.cpu` in millicores.
     pub cpu_limit_millis: Option<u64>,
+    /// `resources.requests.cpu` in millicores.
+    pub cpu_request_millis: Option<u64>,
+    /// What only the Linux container runtime uses: securityContext, shareProcessNamespace.
+    pub linux: container::LinuxOptions,
     /// Where stdout and stderr go.
     pub logs: Arc<dyn logs::LogSink>,
 }

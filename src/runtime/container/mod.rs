@@ -18,10 +18,17 @@
 //! has ended; the pod's sandbox when the agent releases the pod.
 
 pub mod cgroup;
+pub mod create;
+pub mod options;
+pub mod pidns;
 pub mod process;
+pub mod resources;
 pub mod rootfs;
 pub mod sandbox;
+pub mod security;
 pub mod spec;
+
+pub use options::LinuxOptions;
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -63,13 +70,49 @@ struct Inner {
     /// One sandbox per pod uid, made by the pod's first container start.
     sandboxes: tokio::sync::Mutex<HashMap<String, Arc<Sandbox>>>,
     counter: AtomicU64,
+    config: RuntimeConfig,
+    /// `/wkube/<tag>`: every cgroup of this runtime is under it ([`cgroup::parent_for`]).
+    cgroup_parent: String,
+    cgroup_driver: cgroup::Driver,
+    /// The thread libcontainer creates run on.
+    creator: create::Creator,
+}
+
+/// Settings of the runtime (the agent's flags).
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The pids limit of every container's cgroup; `None` for none.
+    pub pids_limit: Option<i64>,
+    /// How long a libcontainer create may take before [`create::guarded`] steps in.
+    pub create_timeout: Duration,
+    /// Which cgroup version to place containers with.
+    pub cgroup_mode: cgroup::Mode,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            pids_limit: Some(resources::DEFAULT_PIDS_LIMIT),
+            create_timeout: create::DEFAULT_TIMEOUT,
+            cgroup_mode: cgroup::Mode::Auto,
+        }
+    }
 }
 
 impl ContainerRuntime {
     /// A runtime keeping its state under `root` (created if needed). Leftovers of a previous
-    /// run (an agent killed with containers running) are cleaned up first: adopting them
-    /// needs a restarted agent to find its pods again, which is not done yet.
+    /// run (an agent killed with containers running) are cleaned up first (see
+    /// `clean_leftovers` for why cleaning and not adopting).
     pub fn new(root: &Path) -> Result<Self, RuntimeError> {
+        Self::with_config(root, RuntimeConfig::default())
+    }
+
+    /// As [`ContainerRuntime::new`], with settings.
+    pub fn with_config(root: &Path, config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let layout = cgroup::layout().map_err(|e| RuntimeError::Create(e.to_string()))?;
+        let cgroup_driver = cgroup::driver(config.cgroup_mode, layout)
+            .map_err(|e| RuntimeError::Create(e.to_string()))?;
+        tracing::info!(mode = ?config.cgroup_mode, ?layout, driver = ?cgroup_driver, "container cgroups");
         for sub in ["state", "bundles", "sandboxes"] {
             std::fs::create_dir_all(root.join(sub)).map_err(|e| {
                 RuntimeError::Create(format!("creating {}: {e}", root.join(sub).display()))
@@ -81,15 +124,34 @@ impl ContainerRuntime {
                 sandboxes: tokio::sync::Mutex::new(HashMap::new()),
                 supervised: std::sync::Mutex::new(std::collections::HashSet::new()),
                 counter: AtomicU64::new(0),
+                config,
+                cgroup_driver,
+                creator: create::Creator::new().map_err(|e| RuntimeError::Create(e.to_string()))?,
+                cgroup_parent: cgroup::parent_for(
+                    &std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf()),
+                ),
             }),
         };
         runtime.clean_leftovers();
         Ok(runtime)
     }
 
+    /// Removes everything a previous run of the agent on the same directory left: its
+    /// containers' processes (killed), cgroups, rootfs mounts, bundles, libcontainer state and
+    /// pinned sandbox namespaces. The agent then restarts the pods by their restartPolicy, as
+    /// after a node reboot.
+    ///
+    /// Cleaning rather than adopting, on purpose: an adopted container would need its stdout
+    /// and stderr pipes back (they died with the old agent, so its logs would stop), a
+    /// supervisor that is not its parent (no waitpid, no exit code) and the pod worker's
+    /// state; a clean restart is what the kubelet does after a reboot, and it is testable.
     fn clean_leftovers(&self) {
         let root = &self.inner.root;
-        for entry in read_dir(&root.join("state")) {
+        let state = read_dir(&root.join("state"));
+        let bundles = read_dir(&root.join("bundles"));
+        let sandboxes = read_dir(&root.join("sandboxes"));
+        let found = state.len() + bundles.len() + sandboxes.len();
+        for entry in state {
             if let Ok(mut container) = Container::load(entry.clone()) {
                 if let Err(e) = container.delete(true) {
                     tracing::warn!(container = %entry.display(), error = %e, "deleting a leftover container");
@@ -97,16 +159,23 @@ impl ContainerRuntime {
             }
             let _ = std::fs::remove_dir_all(&entry);
         }
-        for entry in read_dir(&root.join("bundles")) {
+        // Also the cgroups of creates that never got as far as libcontainer's state.
+        for dir in cgroup::remove_all_under(&self.inner.cgroup_parent) {
+            tracing::warn!(cgroup = %dir.display(), "a leftover cgroup could not be removed");
+        }
+        for entry in bundles {
             if let Err(e) = rootfs::remove_dir(&entry.join("rootfs")) {
                 tracing::warn!(error = %e, "removing a leftover rootfs");
             }
             let _ = std::fs::remove_dir_all(&entry);
         }
-        for entry in read_dir(&root.join("sandboxes")) {
+        for entry in sandboxes {
             if let Err(e) = sandbox::remove_pins(&entry) {
                 tracing::warn!(sandbox = %entry.display(), error = %e, "removing a leftover sandbox");
             }
+        }
+        if found > 0 {
+            tracing::info!(found, "cleaned up what a previous agent run left");
         }
     }
 
@@ -122,7 +191,8 @@ impl ContainerRuntime {
             .join("sandboxes")
             .join(safe_name(&spec.pod_uid));
         let host = hostname(&spec.pod_name);
-        let made = tokio::task::spawn_blocking(move || Sandbox::create(&dir, &host))
+        let share_pid = spec.linux.share_process_namespace;
+        let made = tokio::task::spawn_blocking(move || Sandbox::create(&dir, &host, share_pid))
             .await
             .map_err(|e| RuntimeError::Create(format!("pod sandbox: {e}")))?
             .map_err(|e| RuntimeError::Create(e.to_string()))?;
@@ -199,19 +269,33 @@ impl PodRuntime for ContainerRuntime {
                 ))
             })?;
             let sandbox = self.sandbox(&spec).await?;
-            let id = self.next_id(&spec);
-            let job = StartJob {
-                id: id.clone(),
-                root: self.inner.root.clone(),
-                inner: self.inner.clone(),
-                spec: spec.clone(),
-                image,
-                sandbox,
-            };
             let started_at = SystemTime::now();
-            let started = tokio::task::spawn_blocking(move || job.run())
-                .await
-                .map_err(|e| RuntimeError::Create(format!("starting the container: {e}")))??;
+            let started = create::with_retry(|_attempt| {
+                let id = self.next_id(&spec);
+                let job = StartJob {
+                    id: id.clone(),
+                    root: self.inner.root.clone(),
+                    inner: self.inner.clone(),
+                    spec: spec.clone(),
+                    image: image.clone(),
+                    sandbox: sandbox.clone(),
+                };
+                let inner = self.inner.clone();
+                create::guarded(
+                    &self.inner.creator,
+                    self.inner.config.create_timeout,
+                    cgroup::cgroups_path(&self.inner.cgroup_parent, &id),
+                    move || job.run(),
+                    move |late: Result<Started, RuntimeError>| {
+                        if let Ok(started) = late {
+                            abandon(&inner, started);
+                        }
+                    },
+                )
+            })
+            .await
+            .map_err(|e| RuntimeError::Create(e.to_string()))??;
+            let id = started.id.clone();
             tracing::info!(id = %id, pid = started.pid, "container started");
             match LinuxContainer::supervise(self.inner.clone(), started, spec.logs, started_at) {
                 Ok(c) => Ok(Box::new(c) as Box<dyn RunningContainer>),
@@ -302,14 +386,15 @@ impl StartJob {
                 cgroups_path: l.cgroups_path,
             }),
             Err(e) => {
-                cleanup(None, Some(rootfs), &bundle);
+                let path = cgroup::cgroups_path(&self.inner.cgroup_parent, &self.id);
+                cleanup(None, Some(rootfs), &bundle, &path);
                 Err(e)
             }
         }
     }
 
     fn create_and_start(&self, bundle: &Path, rootfs: &Rootfs) -> Result<Launched, RuntimeError> {
-        let cgroups_path = cgroup::cgroups_path(&self.id);
+        let cgroups_path = cgroup::cgroups_path(&self.inner.cgroup_parent, &self.id);
         let cwd = self
             .spec
             .working_dir
@@ -318,15 +403,26 @@ impl StartJob {
             .unwrap_or("/");
         create_working_dir(rootfs.path(), cwd)
             .map_err(|e| create_error("creating the working directory")(e.to_string()))?;
-        let user = spec::resolve_user(self.image.config.user.as_deref(), rootfs.path())
-            .map_err(|e| RuntimeError::Create(e.to_string()))?;
+        let identity = security::identity(
+            &self.spec.linux.security,
+            self.image.config.user.as_deref(),
+            rootfs.path(),
+        )
+        .map_err(|e| RuntimeError::Create(e.to_string()))?;
+        let limits = resources::Limits::of(&self.spec, self.inner.config.pids_limit);
         let oci = spec::build(&spec::SpecInput {
             container: &self.spec,
             image: &self.image.config,
             rootfs: rootfs.path(),
             sandbox: &self.sandbox,
             cgroups_path: &cgroups_path,
-            user,
+            identity,
+            // The v2 driver applies the limits itself (and says which it cannot).
+            limits: match self.inner.cgroup_driver {
+                cgroup::Driver::Libcontainer => Some(limits),
+                cgroup::Driver::OwnV2 { .. } => None,
+            },
+            pid_namespace: self.sandbox.pid_ns_path(),
         })
         .map_err(|e| RuntimeError::Create(e.to_string()))?;
         oci.save(bundle.join("config.json"))
@@ -334,21 +430,21 @@ impl StartJob {
         let io = |e: std::io::Error| create_error("container stdio")(e.to_string());
         let (stdout_r, stdout_w) = process::pipe().map_err(io)?;
         let (stderr_r, stderr_w) = process::pipe().map_err(io)?;
-        let mut supervised = self
-            .inner
-            .supervised
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let built = ContainerBuilder::new(self.id.clone(), SyscallType::Linux)
+        let mut supervised = lock_within(&self.inner.supervised, self.inner.config.create_timeout)
+            .ok_or_else(|| {
+                RuntimeError::Create("another container create is stuck; not starting".into())
+            })?;
+        let stdin = process::dev_null().map_err(io)?;
+        let builder = ContainerBuilder::new(self.id.clone(), SyscallType::Linux)
             .with_root_path(self.root.join("state"))
             .map_err(|e| create_error("libcontainer")(e.to_string()))?
-            .with_stdin(process::dev_null().map_err(io)?)
+            .with_stdin(stdin)
             .with_stdout(stdout_w)
             .with_stderr(stderr_w)
             .as_init(bundle)
             .with_systemd(false)
-            .with_detach(true)
-            .build();
+            .with_detach(true);
+        let built = create::without_tracing(|| builder.build());
         let mut container = match built {
             Ok(c) => c,
             Err(e) => {
@@ -364,7 +460,12 @@ impl StartJob {
                 Ok((pid.as_raw(), pidfd))
             })
             .and_then(|(pid, pidfd)| {
-                container.start().map_err(|e| e.to_string())?;
+                // Placed before it runs a single instruction of the workload.
+                if let cgroup::Driver::OwnV2 { root } = &self.inner.cgroup_driver {
+                    cgroup::place_v2(root, &cgroups_path, pid, &limits.v2_files())
+                        .map_err(|e| e.to_string())?;
+                }
+                create::without_tracing(|| container.start()).map_err(|e| e.to_string())?;
                 Ok((pid, pidfd))
             });
         match started {
@@ -384,6 +485,25 @@ impl StartJob {
                 process::reap_strays(&supervised);
                 Err(RuntimeError::Create(format!("starting the container: {e}")))
             }
+        }
+    }
+}
+
+/// Locks `mutex`, giving up after `bound`: a create stuck while holding it must not make every
+/// later start wait forever too.
+fn lock_within<T>(
+    mutex: &std::sync::Mutex<T>,
+    bound: Duration,
+) -> Option<std::sync::MutexGuard<'_, T>> {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        match mutex.try_lock() {
+            Ok(guard) => return Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return None,
         }
     }
 }
@@ -409,7 +529,12 @@ fn create_working_dir(rootfs: &Path, cwd: &str) -> std::io::Result<()> {
 }
 
 /// Deletes what a container leaves: libcontainer state and cgroup, rootfs, bundle.
-fn cleanup(container: Option<&mut Container>, rootfs: Option<Rootfs>, bundle: &Path) {
+fn cleanup(
+    container: Option<&mut Container>,
+    rootfs: Option<Rootfs>,
+    bundle: &Path,
+    cgroups_path: &str,
+) {
     if let Some(container) = container {
         if let Err(e) = container.delete(true) {
             tracing::warn!(id = %container.id(), error = %e, "deleting the container");
@@ -420,6 +545,8 @@ fn cleanup(container: Option<&mut Container>, rootfs: Option<Rootfs>, bundle: &P
             tracing::warn!(error = %e, "removing the rootfs");
         }
     }
+    // What libcontainer does not delete: the cgroup of the v2 driver on a hybrid host.
+    cgroup::remove_dirs(cgroups_path);
     if let Err(e) = std::fs::remove_dir_all(bundle) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!(bundle = %bundle.display(), error = %e, "removing the bundle");
@@ -521,7 +648,12 @@ fn abandon(inner: &Inner, started: Started) {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .remove(&started.pid);
     let mut container = started.container;
-    cleanup(Some(&mut container), Some(started.rootfs), &started.bundle);
+    cleanup(
+        Some(&mut container),
+        Some(started.rootfs),
+        &started.bundle,
+        &started.cgroups_path,
+    );
 }
 
 /// Owns a container from start to deletion.
@@ -572,13 +704,13 @@ impl Supervisor {
                 // Reaping is what waits when the pidfd could not be polled.
                 let reaped = process::reap(pid);
                 let oom_kills = cgroup::oom_kills(&cgroups_path);
-                cleanup(Some(&mut container), Some(rootfs), &bundle);
+                cleanup(Some(&mut container), Some(rootfs), &bundle, &cgroups_path);
                 return (reaped, oom_kills);
             }
             // The process is an unreaped zombie: read the OOM counter while the cgroup exists,
             // delete while the pid cannot have been reused by anyone, then reap.
             let oom_kills = cgroup::oom_kills(&cgroups_path);
-            cleanup(Some(&mut container), Some(rootfs), &bundle);
+            cleanup(Some(&mut container), Some(rootfs), &bundle, &cgroups_path);
             (process::reap(pid), oom_kills)
         })
         .await;

@@ -19,6 +19,8 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use super::pidns::PidNamespace;
+
 /// The namespaces of a sandbox, by their `/proc/<pid>/ns/` name.
 pub const SHARED: [(&str, libc::c_int); 3] = [
     ("net", libc::CLONE_NEWNET),
@@ -39,13 +41,20 @@ pub struct SandboxError {
 #[derive(Debug)]
 pub struct Sandbox {
     dir: PathBuf,
+    /// The pod's PID namespace under `shareProcessNamespace`.
+    pid_ns: Option<PidNamespace>,
 }
+
+/// Where a sandbox records the pid of its PID namespace's PID 1 (for restart cleanup).
+const PAUSE_PID_FILE: &str = "pause.pid";
 
 impl Sandbox {
     /// Creates the namespaces (hostname set to `hostname`) pinned under `dir`.
-    pub fn create(dir: &Path, hostname: &str) -> Result<Sandbox, SandboxError> {
-        let sandbox = Sandbox {
+    /// With `share_pid`, also a PID namespace all containers of the pod join.
+    pub fn create(dir: &Path, hostname: &str, share_pid: bool) -> Result<Sandbox, SandboxError> {
+        let mut sandbox = Sandbox {
             dir: dir.to_path_buf(),
+            pid_ns: None,
         };
         let fail = |step, source| SandboxError {
             dir: dir.to_path_buf(),
@@ -74,6 +83,22 @@ impl Sandbox {
             let _ = sandbox.remove();
             return Err(fail("writing /etc files", e));
         }
+        if share_pid {
+            match PidNamespace::create() {
+                Ok(ns) => {
+                    let recorded = fs::write(dir.join(PAUSE_PID_FILE), ns.pid().to_string());
+                    sandbox.pid_ns = Some(ns);
+                    if let Err(e) = recorded {
+                        let _ = sandbox.remove();
+                        return Err(fail("recording the PID namespace's PID 1", e));
+                    }
+                }
+                Err(e) => {
+                    let _ = sandbox.remove();
+                    return Err(fail("creating the shared PID namespace", e));
+                }
+            }
+        }
         Ok(sandbox)
     }
 
@@ -88,14 +113,29 @@ impl Sandbox {
         self.dir.join(kind)
     }
 
-    /// Unpins the namespaces (they end once no container is in them) and deletes the files.
+    /// The PID namespace containers join, under `shareProcessNamespace`.
+    pub fn pid_ns_path(&self) -> Option<PathBuf> {
+        self.pid_ns.as_ref().map(PidNamespace::ns_path)
+    }
+
+    /// Ends the shared PID namespace, unpins the others (they end once no container is in
+    /// them) and deletes the files.
     pub fn remove(&self) -> io::Result<()> {
+        if let Some(ns) = &self.pid_ns {
+            ns.stop()?;
+        }
         remove_pins(&self.dir)
     }
 }
 
-/// Unmounts whatever pins exist under `dir` and deletes it (also for leftovers of a crash).
+/// Unmounts whatever pins exist under `dir` and deletes it (also for leftovers of a crash,
+/// killing a recorded PID namespace's PID 1 still running).
 pub fn remove_pins(dir: &Path) -> io::Result<()> {
+    if let Ok(pid) = fs::read_to_string(dir.join(PAUSE_PID_FILE)) {
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            super::pidns::kill_leftovers(&[pid]);
+        }
+    }
     for (name, _) in SHARED {
         let path = dir.join(name);
         if let Ok(c) = c_path(&path) {
@@ -193,7 +233,7 @@ mod tests {
     fn pins_namespaces_until_removed() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("sandbox");
-        let sandbox = Sandbox::create(&dir, "pod-a").unwrap();
+        let sandbox = Sandbox::create(&dir, "pod-a", false).unwrap();
         let mountinfo = || fs::read_to_string("/proc/self/mountinfo").unwrap();
         let own_net = fs::read_link("/proc/self/ns/net").unwrap();
         for (name, _) in SHARED {

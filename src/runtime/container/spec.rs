@@ -6,45 +6,29 @@
 //!   and read-only paths), minus the `/sys/fs/cgroup` mount and cgroup namespace: on the hybrid
 //!   v1+v2 hosts wkube runs on, what a container would see there is half of each hierarchy,
 //!   which helps nothing inside and confuses tools.
-//! * Own PID and mount namespaces; network, IPC and UTS joined from the pod's sandbox.
+//! * Own mount namespace; network, IPC and UTS joined from the pod's sandbox; PID namespace
+//!   own, or the pod's under `shareProcessNamespace`.
 //! * Docker's default capability set and `noNewPrivileges: false`, which is what a pod without
-//!   a `securityContext` gets from containerd on a kubelet node.
+//!   a `securityContext` gets from containerd on a kubelet node; [`super::security`] applies
+//!   the `securityContext` over that.
 //! * A deny-all device rule; libcontainer then allows its default devices (null, zero, tty...).
 
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
-    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    Capabilities, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespace,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder,
+    ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 
+use super::resources::Limits;
 use super::sandbox::Sandbox;
+use super::security::{self, Identity};
 use crate::image::ImageConfig;
 use crate::runtime::ContainerSpec;
 
 /// `PATH` for images that set none (Docker's default).
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// CFS period for CPU limits, in microseconds (the kubelet's default).
-const CPU_PERIOD_US: u64 = 100_000;
-
-/// Docker's (and containerd's CRI plugin's) default capabilities.
-const DEFAULT_CAPS: &[Capability] = &[
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fsetid,
-    Capability::Fowner,
-    Capability::Mknod,
-    Capability::NetRaw,
-    Capability::Setgid,
-    Capability::Setuid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::NetBindService,
-    Capability::SysChroot,
-    Capability::Kill,
-    Capability::AuditWrite,
-];
 
 /// Why a runtime spec could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +46,14 @@ pub struct SpecInput<'a> {
     pub rootfs: &'a Path,
     pub sandbox: &'a Sandbox,
     pub cgroups_path: &'a str,
-    /// uid and gid the process runs as.
-    pub user: (u32, u32),
+    /// uid, gid and supplementary groups the process runs as.
+    pub identity: Identity,
+    /// The cgroup limits libcontainer is to apply; `None` when another driver applies them
+    /// (the cgroup v2 driver on a hybrid host, see [`super::cgroup`]).
+    pub limits: Option<Limits>,
+    /// The PID namespace to join (the pod's, under `shareProcessNamespace`); a new one if
+    /// `None`.
+    pub pid_namespace: Option<PathBuf>,
 }
 
 /// Builds the runtime spec.
@@ -86,7 +76,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
             "workingDir {cwd:?} must be an absolute path"
         )));
     }
-    let caps: oci_spec::runtime::Capabilities = DEFAULT_CAPS.iter().copied().collect();
+    let sc = &c.linux.security;
+    let caps = security::capabilities(sc)?;
     let process = ProcessBuilder::default()
         .terminal(false)
         .args(c.argv.clone())
@@ -94,16 +85,22 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .cwd(cwd)
         .user(
             UserBuilder::default()
-                .uid(input.user.0)
-                .gid(input.user.1)
+                .uid(input.identity.uid)
+                .gid(input.identity.gid)
+                .additional_gids(input.identity.additional_gids.clone())
                 .build()?,
         )
-        .no_new_privileges(false)
+        .no_new_privileges(security::no_new_privileges(sc))
         .capabilities(
             LinuxCapabilitiesBuilder::default()
                 .bounding(caps.clone())
                 .effective(caps.clone())
                 .permitted(caps)
+                // Explicitly empty: oci-spec's defaults would put AUDIT_WRITE, KILL and
+                // NET_BIND_SERVICE in both, which keeps them for a non-root user after exec
+                // (containerd gives non-root processes no capabilities).
+                .inheritable(Capabilities::new())
+                .ambient(Capabilities::new())
                 .build()?,
         )
         .build()?;
@@ -113,7 +110,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     spec.set_root(Some(
         RootBuilder::default()
             .path(input.rootfs.to_path_buf())
-            .readonly(false)
+            .readonly(sc.read_only_root_filesystem)
             .build()?,
     ));
     spec.set_mounts(Some(mounts(input)?));
@@ -189,31 +186,28 @@ fn namespace(typ: LinuxNamespaceType, path: Option<PathBuf>) -> Result<LinuxName
 fn linux(input: &SpecInput<'_>) -> Result<oci_spec::runtime::Linux, SpecError> {
     let sandbox = input.sandbox;
     let namespaces = vec![
-        namespace(LinuxNamespaceType::Pid, None)?,
+        namespace(LinuxNamespaceType::Pid, input.pid_namespace.clone())?,
         namespace(LinuxNamespaceType::Mount, None)?,
         namespace(LinuxNamespaceType::Network, Some(sandbox.ns_path("net")))?,
         namespace(LinuxNamespaceType::Ipc, Some(sandbox.ns_path("ipc")))?,
         namespace(LinuxNamespaceType::Uts, Some(sandbox.ns_path("uts")))?,
     ];
+    let privileged = input.container.linux.security.privileged;
+    // Deny all, then libcontainer's defaults; privileged: every device (runc's privileged
+    // rule), though the node's device nodes are not bind-mounted in.
     let mut resources =
         LinuxResourcesBuilder::default().devices(vec![LinuxDeviceCgroupBuilder::default()
-            .allow(false)
+            .allow(privileged)
             .access("rwm")
             .build()?]);
-    if let Some(limit) = input.container.memory_limit_bytes {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        resources = resources.memory(LinuxMemoryBuilder::default().limit(limit).build()?);
-    }
-    if let Some(millis) = input.container.cpu_limit_millis {
-        let quota = i64::try_from(millis.saturating_mul(CPU_PERIOD_US) / 1000).unwrap_or(i64::MAX);
-        resources = resources.cpu(
-            LinuxCpuBuilder::default()
-                .quota(quota.max(1000))
-                .period(CPU_PERIOD_US)
-                .build()?,
-        );
+    if let Some(limits) = &input.limits {
+        resources = limits.apply(resources)?;
     }
     let mut linux = oci_spec::runtime::Linux::default();
+    if privileged {
+        linux.set_masked_paths(None);
+        linux.set_readonly_paths(None);
+    }
     linux.set_namespaces(Some(namespaces));
     linux.set_resources(Some(resources.build()?));
     linux.set_cgroups_path(Some(PathBuf::from(input.cgroups_path)));

@@ -249,6 +249,8 @@ fn spec(image: ResolvedImage, logs: Arc<dyn LogSink>) -> ContainerSpec {
         working_dir: None,
         memory_limit_bytes: None,
         cpu_limit_millis: None,
+        cpu_request_millis: None,
+        linux: Default::default(),
         logs,
     }
 }
