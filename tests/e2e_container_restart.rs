@@ -5,9 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use common::cgroups::pod_cgroups;
 use common::oci::push_busybox_image;
 use common::registry::Registry;
 use common::{eventually, Cluster};
@@ -15,33 +16,6 @@ use common::{eventually, Cluster};
 fn pod_json(c: &Cluster, name: &str) -> serde_json::Value {
     let out = c.kubectl(&["get", "pod", name, "-o", "json"]);
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-}
-
-/// Every cgroup directory (any hierarchy, under any runtime's `/wkube/<tag>`) of a container
-/// of the pod whose uid starts with `uid13`.
-fn pod_cgroups(uid13: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let dirs = |p: &Path| -> Vec<PathBuf> {
-        std::fs::read_dir(p)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    for hierarchy in dirs(Path::new("/sys/fs/cgroup")) {
-        for runtime in dirs(&hierarchy.join("wkube")) {
-            for cgroup in dirs(&runtime) {
-                let name = cgroup.file_name().unwrap_or_default().to_string_lossy();
-                if name.starts_with(uid13) {
-                    out.push(cgroup);
-                }
-            }
-        }
-    }
-    out
 }
 
 fn processes_of(cgroups: &[PathBuf]) -> Vec<i32> {

@@ -7,6 +7,7 @@ mod common;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::time::Duration;
 
+use common::cgroups::pod_cgroups;
 use common::oci::push_busybox_image;
 use common::registry::Registry;
 use common::{eventually, Cluster};
@@ -163,20 +164,12 @@ fn check_clean(c: &Cluster, uids: &[String]) {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
         (!mountinfo.contains(&root)).then_some(())
     });
-    let hierarchies = std::fs::read_dir("/sys/fs/cgroup").expect("cgroup root");
-    for hierarchy in hierarchies.flatten() {
-        let Ok(entries) = std::fs::read_dir(hierarchy.path().join("wkube")) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            assert!(
-                !uids.iter().any(|uid| name.starts_with(uid.as_str())),
-                "cgroup left: {}",
-                entry.path().display()
-            );
-        }
-    }
+    // The runtime removes a container's cgroups right after it exits; give it that moment.
+    eventually(Duration::from_secs(30), || {
+        uids.iter()
+            .all(|uid| pod_cgroups(uid).is_empty())
+            .then_some(())
+    });
     // No process carries this cluster's marker (every test container gets `mark(c)` in its
     // environment).
     let left = marked_processes(c);

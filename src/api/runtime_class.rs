@@ -265,7 +265,10 @@ mod tests {
         assert_eq!(p["metadata"]["annotations"]["wkube.dev/runtime"], "linux");
         let mut bare = json!({"metadata": {"name": "q"}, "spec": {"containers": []}});
         apply_class(&mut bare, Some(&json!({"handler": "wasmtime"}))).expect("admitted");
-        assert_eq!(bare["metadata"]["annotations"]["wkube.dev/runtime"], "wasmtime");
+        assert_eq!(
+            bare["metadata"]["annotations"]["wkube.dev/runtime"],
+            "wasmtime"
+        );
     }
 
     #[test]

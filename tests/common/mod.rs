@@ -2,6 +2,7 @@
 //! `kubectl` and by the `kube` Rust client.
 #![allow(dead_code)]
 
+pub mod cgroups;
 pub mod oci;
 pub mod registry;
 
