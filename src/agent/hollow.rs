@@ -110,7 +110,7 @@ async fn register_all(client: &kube::Client, config: &HollowConfig) -> kube::Res
             let agent = config.agent_config(i);
             let capacity = &capacity;
             async move {
-                node::register(client, &agent, capacity, 0, "").await?;
+                node::register(client, &agent, capacity, 0, "", &[]).await?;
                 node::renew_lease(client, &agent.node_name).await
             }
         })

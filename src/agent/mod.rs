@@ -122,7 +122,8 @@ pub async fn run(
     let port = server.port();
     let fingerprint = server.cert_sha256().to_string();
     let capacity = node::Capacity::detect(&config);
-    node::register(&client, &config, &capacity, port, &fingerprint)
+    let reported = node::reported_images(&images);
+    node::register(&client, &config, &capacity, port, &fingerprint, &reported)
         .await
         .map_err(|source| AgentError::Register {
             node: config.node_name.clone(),
@@ -160,7 +161,8 @@ async fn heartbeat(ctx: Arc<AgentContext>, capacity: node::Capacity, port: u16) 
                 }
             }
             _ = status.tick() => {
-                if let Err(e) = node::update_status(&ctx.client, &ctx.config, &capacity, port).await {
+                let images = node::reported_images(&ctx.images);
+                if let Err(e) = node::update_status(&ctx.client, &ctx.config, &capacity, port, &images).await {
                     warn!(error = %e, "updating the node status failed");
                 }
             }

@@ -98,8 +98,50 @@ fn read_id(path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// How many images a node lists in its status, largest first (the kubelet's
+/// `nodeStatusMaxImages` default): enough for image locality, bounded for huge stores.
+const MAX_REPORTED_IMAGES: usize = 50;
+
+/// The images in a node's store as `status.images` lists them (by reference and by digest,
+/// with their size), for the scheduler's image locality.
+pub fn reported_images(store: &crate::image::ImageStore) -> Vec<Value> {
+    let mut images = store.list();
+    images.sort_by(|a, b| {
+        b.size
+            .cmp(&a.size)
+            .then_with(|| a.reference.cmp(&b.reference))
+    });
+    images
+        .iter()
+        .take(MAX_REPORTED_IMAGES)
+        .map(|i| {
+            json!({
+                "names": [format!("{}@{}", repository_of(&i.reference), i.digest), i.reference],
+                "sizeBytes": i.size,
+            })
+        })
+        .collect()
+}
+
+/// `registry/repo` of a normalized reference, without its tag or digest.
+fn repository_of(reference: &str) -> &str {
+    if let Some((repository, _digest)) = reference.split_once('@') {
+        return repository;
+    }
+    match reference.rsplit_once(':') {
+        // A colon followed by a slash belongs to a registry port, not a tag.
+        Some((repository, tag)) if !tag.contains('/') => repository,
+        _ => reference,
+    }
+}
+
 /// The Node status the agent reports.
-pub fn node_status(config: &AgentConfig, capacity: &Capacity, log_port: u16) -> Value {
+pub fn node_status(
+    config: &AgentConfig,
+    capacity: &Capacity,
+    log_port: u16,
+    images: &[Value],
+) -> Value {
     let now = crate::api::object::now_rfc3339();
     let condition = |type_: &str, status: &str, reason: &str, message: &str| {
         json!({
@@ -121,6 +163,7 @@ pub fn node_status(config: &AgentConfig, capacity: &Capacity, log_port: u16) -> 
             { "type": "Hostname", "address": config.node_name },
         ],
         "daemonEndpoints": { "kubeletEndpoint": { "Port": log_port } },
+        "images": images,
         // The handlers RuntimeClasses may name on this node (upstream's status.runtimeHandlers).
         "runtimeHandlers": config.runtime_names.iter().map(|n| json!({ "name": n })).collect::<Vec<_>>(),
         "nodeInfo": {
@@ -145,6 +188,7 @@ pub async fn register(
     capacity: &Capacity,
     log_port: u16,
     cert_sha256: &str,
+    images: &[Value],
 ) -> kube::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let mut labels = json!({
@@ -181,7 +225,7 @@ pub async fn register(
                 .await?;
         }
     }
-    update_status(client, config, capacity, log_port).await
+    update_status(client, config, capacity, log_port, images).await
 }
 
 pub async fn update_status(
@@ -189,9 +233,10 @@ pub async fn update_status(
     config: &AgentConfig,
     capacity: &Capacity,
     log_port: u16,
+    images: &[Value],
 ) -> kube::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let patch = json!({ "status": node_status(config, capacity, log_port) });
+    let patch = json!({ "status": node_status(config, capacity, log_port, images) });
     nodes
         .patch_status(
             &config.node_name,
@@ -223,4 +268,25 @@ pub async fn renew_lease(client: &kube::Client, node_name: &str) -> kube::Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_drops_tag_or_digest_but_not_a_port() {
+        assert_eq!(
+            repository_of("127.0.0.1:5000/demo/bb:v1"),
+            "127.0.0.1:5000/demo/bb"
+        );
+        assert_eq!(
+            repository_of("docker.io/library/x@sha256:ab"),
+            "docker.io/library/x"
+        );
+        assert_eq!(
+            repository_of("127.0.0.1:5000/demo/bb"),
+            "127.0.0.1:5000/demo/bb"
+        );
+    }
 }
