@@ -276,7 +276,8 @@ impl Driver {
             .and_then(|s| s.scheduler_name.as_deref())
             .filter(|s| !s.is_empty())
             .unwrap_or(DEFAULT_SCHEDULER_NAME);
-        name == self.config.scheduler_name
+        // Also the profiles that SchedulerPlugin objects name.
+        name == self.config.scheduler_name || self.framework.serves(name)
     }
 
     fn on_pod(&mut self, pod: &Pod, deleted: bool, now: Instant) {

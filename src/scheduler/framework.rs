@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
@@ -58,6 +58,10 @@ pub struct PodInfo {
     /// `spec.preemptionPolicy: Never`; only changes the failure message (no preemption here).
     pub preemption_never: bool,
     pub labels: BTreeMap<String, String>,
+    /// For extension plugins, which get a pod's annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.schedulerName`, defaulted: the profile whose extension plugins run for it.
+    pub scheduler_name: String,
     /// `affinity.podAffinity` and `affinity.podAntiAffinity`.
     pub pod_affinity: PodAffinityRules,
     pub topology_spread: Vec<TopologySpreadConstraint>,
@@ -146,6 +150,12 @@ impl PodInfo {
             runtime: pod_runtime(pod),
             preemption_never: spec.preemption_policy.as_deref() == Some("Never"),
             labels: meta.labels.clone().unwrap_or_default(),
+            annotations: meta.annotations.clone().unwrap_or_default(),
+            scheduler_name: spec
+                .scheduler_name
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| super::DEFAULT_SCHEDULER_NAME.to_string()),
             pod_affinity: PodAffinityRules::of(&spec),
             topology_spread: spec.topology_spread_constraints.clone().unwrap_or_default(),
             terminating: meta.deletion_timestamp.is_some(),
@@ -200,7 +210,7 @@ pub enum Readiness {
 }
 
 /// Everything the plugins need to know about a node, including what is already on it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct NodeInfo {
     pub name: String,
     pub labels: BTreeMap<String, String>,
@@ -221,6 +231,36 @@ pub struct NodeInfo {
     pub runtimes: BTreeSet<String>,
     /// The pods assigned (or assumed) here, for the rules that look at other pods.
     pub pods: Vec<Arc<PodInfo>>,
+    /// Unique per version of this value (fresh on creation and on every pod added or removed;
+    /// a clone keeps it): extension plugins that mirror the cluster find what changed since
+    /// their last call by comparing these instead of whole nodes. Not part of equality.
+    pub generation: u64,
+}
+
+/// Source of [`NodeInfo::generation`]; process-wide so that no two versions share one.
+static NODE_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh [`NodeInfo::generation`], for code that edits a node's fields in place.
+pub fn next_generation() -> u64 {
+    NODE_GENERATION.fetch_add(1, Ordering::Relaxed)
+}
+
+impl PartialEq for NodeInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.labels == other.labels
+            && self.taints == other.taints
+            && self.unschedulable == other.unschedulable
+            && self.conditions == other.conditions
+            && self.readiness == other.readiness
+            && self.allocatable == other.allocatable
+            && self.allowed_pods == other.allowed_pods
+            && self.requested == other.requested
+            && self.non_zero_requested == other.non_zero_requested
+            && self.pod_count == other.pod_count
+            && self.runtimes == other.runtimes
+            && self.pods == other.pods
+    }
 }
 
 impl NodeInfo {
@@ -269,6 +309,7 @@ impl NodeInfo {
             pod_count: 0,
             runtimes,
             pods: Vec::new(),
+            generation: next_generation(),
         }
     }
 
@@ -278,12 +319,14 @@ impl NodeInfo {
         self.non_zero_requested.add(&pod.non_zero_requests);
         self.pod_count += 1;
         self.pods.push(Arc::new(pod.clone()));
+        self.generation = next_generation();
     }
 
     pub fn remove_pod(&mut self, pod: &PodInfo) {
         self.requested.sub(&pod.requests);
         self.non_zero_requested.sub(&pod.non_zero_requests);
         self.pod_count -= 1;
+        self.generation = next_generation();
         if let Some(i) = self
             .pods
             .iter()
@@ -407,12 +450,74 @@ pub fn default_normalize(scores: &mut [i64], reverse: bool) {
     }
 }
 
+/// A plugin consulted once per pod per extension point over a whole batch of nodes: how
+/// wasm scheduler plugins (`SchedulerPlugin` objects) join the framework. Unlike a built-in,
+/// a call may fail; the plugin applies its own `failurePolicy`, so an ignored failure comes
+/// back as "no opinion" (`Candidates::Skip`, `Ok(None)`) and only a failure that must hold the
+/// pod back is an `Err`.
+pub trait ExtensionPlugin: Send + Sync {
+    fn name(&self) -> &str;
+    /// Multiplies the plugin's normalized scores.
+    fn weight(&self) -> i64;
+    /// PreFilter, once per cycle before anything else: whether the plugin has a say for this
+    /// pod and on which nodes. `all` is the whole cluster.
+    fn pre_filter(&self, pod: &PodInfo, all: &[&NodeInfo]) -> Result<Candidates, PluginFailure>;
+    /// Filter: one verdict per candidate, in order; `None` when the plugin does not filter.
+    #[allow(clippy::type_complexity)]
+    fn filter(
+        &self,
+        pod: &PodInfo,
+        candidates: &[&NodeInfo],
+    ) -> Result<Option<Vec<Result<(), Reason>>>, PluginFailure>;
+    /// Score: one normalized score (`0..=MAX_NODE_SCORE`) per node, in order; `None` when the
+    /// plugin does not score.
+    fn score(&self, pod: &PodInfo, nodes: &[&NodeInfo]) -> Result<Option<Vec<i64>>, PluginFailure>;
+}
+
+/// What an [`ExtensionPlugin`]'s PreFilter decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Candidates {
+    /// Nothing to check or rank for this pod.
+    Skip,
+    All,
+    /// Only these nodes (by name); the others are rejected as unresolvable.
+    Only(BTreeSet<String>),
+}
+
+/// An extension plugin failed and its `failurePolicy` is `Fail`: the pod waits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginFailure {
+    pub plugin: String,
+    pub message: String,
+}
+
+impl fmt::Display for PluginFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SchedulerPlugin {} failed (failurePolicy Fail): {}",
+            self.plugin, self.message
+        )
+    }
+}
+
+/// The live set of extension plugins, by profile (`schedulerName`). Consulted per pod, so
+/// plugins added, changed or removed take effect on the next cycle.
+pub trait Extensions: Send + Sync {
+    /// The plugins for pods of this scheduler name, in order.
+    fn for_profile(&self, scheduler_name: &str) -> Vec<Arc<dyn ExtensionPlugin>>;
+    /// Whether some plugin names this profile (so that its pods are ours to schedule).
+    fn serves(&self, scheduler_name: &str) -> bool;
+}
+
 /// Why a pod could not be placed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScheduleError {
     /// The cluster has no nodes at all (upstream's `ErrNoNodesAvailable`).
     NoNodes,
     Fit(FitError),
+    /// An extension plugin with `failurePolicy: Fail` failed.
+    Plugin(PluginFailure),
 }
 
 impl fmt::Display for ScheduleError {
@@ -420,6 +525,7 @@ impl fmt::Display for ScheduleError {
         match self {
             ScheduleError::NoNodes => f.write_str("no nodes available to schedule pods"),
             ScheduleError::Fit(e) => e.fmt(f),
+            ScheduleError::Plugin(e) => e.fmt(f),
         }
     }
 }
@@ -502,8 +608,15 @@ pub struct Framework {
     scores: Vec<Box<dyn ScorePlugin>>,
     cluster_filters: Vec<Box<dyn ClusterFilterPlugin>>,
     cluster_scores: Vec<Box<dyn ClusterScorePlugin>>,
+    extensions: Option<Arc<dyn Extensions>>,
     /// Where the next cycle starts filtering, so that sampling visits every node in turn.
     next_start: AtomicUsize,
+}
+
+/// An extension plugin taking part in one cycle, with its PreFilter's narrowing.
+struct Active {
+    plugin: Arc<dyn ExtensionPlugin>,
+    only: Option<BTreeSet<String>>,
 }
 
 /// Upstream's adaptive `percentageOfNodesToScore`: in a big cluster a cycle stops filtering
@@ -525,6 +638,7 @@ impl Framework {
             scores,
             cluster_filters: Vec::new(),
             cluster_scores: Vec::new(),
+            extensions: None,
             next_start: AtomicUsize::new(0),
         }
     }
@@ -538,6 +652,110 @@ impl Framework {
         self.cluster_filters = filters;
         self.cluster_scores = scores;
         self
+    }
+
+    /// Adds the live set of extension (wasm) plugins, run after the built-ins.
+    pub fn with_extensions(mut self, extensions: Arc<dyn Extensions>) -> Self {
+        self.extensions = Some(extensions);
+        self
+    }
+
+    /// Whether pods of this `schedulerName` have extension plugins here.
+    pub fn serves(&self, scheduler_name: &str) -> bool {
+        self.extensions
+            .as_ref()
+            .is_some_and(|e| e.serves(scheduler_name))
+    }
+
+    fn extensions_for(&self, pod: &PodInfo) -> Vec<Arc<dyn ExtensionPlugin>> {
+        self.extensions
+            .as_ref()
+            .map(|e| e.for_profile(&pod.scheduler_name))
+            .unwrap_or_default()
+    }
+
+    /// Runs every extension plugin's PreFilter; those that skip the pod drop out.
+    fn pre_filter_extensions(
+        &self,
+        pod: &PodInfo,
+        all: &[&NodeInfo],
+    ) -> Result<Vec<Active>, PluginFailure> {
+        let mut active = Vec::new();
+        for plugin in self.extensions_for(pod) {
+            let only = match plugin.pre_filter(pod, all)? {
+                Candidates::Skip => continue,
+                Candidates::All => None,
+                Candidates::Only(names) => Some(names),
+            };
+            active.push(Active { plugin, only });
+        }
+        Ok(active)
+    }
+
+    /// One batched Filter call per active extension plugin over `chunk`; the survivors join
+    /// `feasible`, the others get their reasons.
+    fn filter_extensions<'a>(
+        pod: &PodInfo,
+        active: &[Active],
+        mut chunk: Vec<&'a NodeInfo>,
+        reasons: &mut BTreeMap<String, Reason>,
+        feasible: &mut Vec<&'a NodeInfo>,
+    ) -> Result<(), PluginFailure> {
+        for a in active {
+            if chunk.is_empty() {
+                break;
+            }
+            let Some(verdicts) = a.plugin.filter(pod, &chunk)? else {
+                continue;
+            };
+            let mut kept = Vec::with_capacity(chunk.len());
+            for (node, verdict) in chunk.into_iter().zip(verdicts) {
+                match verdict {
+                    Ok(()) => kept.push(node),
+                    Err(reason) => {
+                        reasons.insert(node.name.clone(), reason);
+                    }
+                }
+            }
+            chunk = kept;
+        }
+        feasible.extend(chunk);
+        Ok(())
+    }
+
+    /// Adds each active extension plugin's weighted scores.
+    fn score_extensions(
+        pod: &PodInfo,
+        active: &[Active],
+        nodes: &[&NodeInfo],
+        totals: &mut [i64],
+    ) -> Result<(), PluginFailure> {
+        for a in active {
+            let Some(scores) = a.plugin.score(pod, nodes)? else {
+                continue;
+            };
+            let weight = a.plugin.weight();
+            for (total, s) in totals.iter_mut().zip(scores) {
+                *total += s.clamp(0, MAX_NODE_SCORE) * weight;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the extension plugins accept `node` (preemption's question); a failing plugin
+    /// does not.
+    fn extensions_fit(&self, pod: &PodInfo, node: &NodeInfo, all: &[&NodeInfo]) -> bool {
+        let Ok(active) = self.pre_filter_extensions(pod, all) else {
+            return false;
+        };
+        active.iter().all(|a| {
+            a.only.as_ref().is_none_or(|o| o.contains(&node.name))
+                && match a.plugin.filter(pod, &[node]) {
+                    Ok(Some(v)) => v.first().is_some_and(Result::is_ok),
+                    Ok(None) => true,
+                    Err(_) => false,
+                }
+        })
     }
 
     pub fn filter_names(&self) -> Vec<&'static str> {
@@ -571,6 +789,7 @@ impl Framework {
                 .iter()
                 .filter_map(|p| p.pre_filter(pod, all))
                 .all(|check| check.filter(node).is_ok())
+            && self.extensions_fit(pod, node, all)
     }
 
     /// Weighted total score per node, in the order given.
@@ -598,6 +817,10 @@ impl Framework {
 
     /// Filters every node, scores the feasible ones and picks the best, breaking ties
     /// uniformly at random (so equal nodes share the load, as upstream's `selectHost`).
+    ///
+    /// Nodes are filtered in chunks: the built-in filters pick up to the number of feasible
+    /// nodes still wanted, then each extension plugin filters the chunk in one call, until
+    /// enough nodes are feasible or all were seen.
     pub fn schedule<'a, R: Rng + ?Sized>(
         &self,
         pod: &PodInfo,
@@ -609,6 +832,9 @@ impl Framework {
         let name_restriction = node_name_restriction(pod);
         let all: Vec<&NodeInfo> = nodes.into_iter().collect();
         let num_nodes = all.len();
+        let active = self
+            .pre_filter_extensions(pod, &all)
+            .map_err(ScheduleError::Plugin)?;
         let cluster_checks: Vec<Box<dyn NodeFilter>> = self
             .cluster_filters
             .iter()
@@ -617,32 +843,36 @@ impl Framework {
         let enough = feasible_nodes_to_find(num_nodes);
         let start = self.next_start.load(Ordering::Relaxed) % num_nodes.max(1);
         let mut processed = 0;
-        for i in 0..num_nodes {
-            if feasible.len() >= enough {
-                break;
-            }
-            let node = all[(start + i) % num_nodes];
-            processed += 1;
-            if let Some(allowed) = &name_restriction {
-                // Upstream's NodeAffinity PreFilter narrows the candidates to these names;
-                // the others are reported without running any filter.
-                if !allowed.contains(&node.name) {
-                    reasons.insert(
-                        node.name.clone(),
-                        Reason::unresolvable("node(s) didn't satisfy plugin(s) [NodeAffinity]"),
-                    );
-                    continue;
+        while feasible.len() < enough && processed < num_nodes {
+            let want = enough - feasible.len();
+            let mut chunk = Vec::with_capacity(want);
+            while chunk.len() < want && processed < num_nodes {
+                let node = all[(start + processed) % num_nodes];
+                processed += 1;
+                if let Some(allowed) = &name_restriction {
+                    // Upstream's NodeAffinity PreFilter narrows the candidates to these names;
+                    // the others are reported without running any filter.
+                    if !allowed.contains(&node.name) {
+                        reasons.insert(
+                            node.name.clone(),
+                            Reason::unresolvable("node(s) didn't satisfy plugin(s) [NodeAffinity]"),
+                        );
+                        continue;
+                    }
+                }
+                let verdict = self
+                    .run_filters(pod, node)
+                    .and_then(|()| cluster_checks.iter().try_for_each(|c| c.filter(node)))
+                    .and_then(|()| narrowed(&active, node));
+                match verdict {
+                    Ok(()) => chunk.push(node),
+                    Err(reason) => {
+                        reasons.insert(node.name.clone(), reason);
+                    }
                 }
             }
-            let verdict = self
-                .run_filters(pod, node)
-                .and_then(|()| cluster_checks.iter().try_for_each(|c| c.filter(node)));
-            match verdict {
-                Ok(()) => feasible.push(node),
-                Err(reason) => {
-                    reasons.insert(node.name.clone(), reason);
-                }
-            }
+            Self::filter_extensions(pod, &active, chunk, &mut reasons, &mut feasible)
+                .map_err(ScheduleError::Plugin)?;
         }
         self.next_start
             .store((start + processed) % num_nodes.max(1), Ordering::Relaxed);
@@ -665,7 +895,9 @@ impl Framework {
                 score: 0,
             });
         }
-        let scores = self.run_scores(pod, &all, &feasible);
+        let mut scores = self.run_scores(pod, &all, &feasible);
+        Self::score_extensions(pod, &active, &feasible, &mut scores)
+            .map_err(ScheduleError::Plugin)?;
         let best = scores.iter().copied().max().unwrap_or(0);
         let winners: Vec<usize> = (0..feasible_nodes).filter(|i| scores[*i] == best).collect();
         let pick = winners[rng.random_range(0..winners.len())];
@@ -675,6 +907,19 @@ impl Framework {
             score: best,
         })
     }
+}
+
+/// Rejects a node that an extension plugin's PreFilter left out.
+fn narrowed(active: &[Active], node: &NodeInfo) -> Result<(), Reason> {
+    for a in active {
+        if a.only.as_ref().is_some_and(|o| !o.contains(&node.name)) {
+            return Err(Reason::unresolvable(format!(
+                "node(s) didn't satisfy plugin(s) [{}]",
+                a.plugin.name()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Upstream's NodeAffinity PreFilter: when every required term pins `metadata.name` with

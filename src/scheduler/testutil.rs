@@ -26,6 +26,7 @@ pub fn node(name: &str) -> NodeInfo {
         pod_count: 0,
         runtimes: BTreeSet::from(["wasmtime".to_string()]),
         pods: vec![],
+        generation: super::framework::next_generation(),
     }
 }
 
@@ -50,6 +51,8 @@ pub fn pod(name: &str) -> PodInfo {
         runtime: "wasmtime".into(),
         preemption_never: false,
         labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        scheduler_name: "default-scheduler".into(),
         pod_affinity: Default::default(),
         topology_spread: vec![],
         terminating: false,
