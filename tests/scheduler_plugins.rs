@@ -50,7 +50,8 @@ impl Guest for NativeSpread {
             self.0.upsert_node(n.handle, &pairs(&n.labels));
         }
         for p in &d.pods {
-            self.0.upsert_pod(p.handle, &p.namespace, &pairs(&p.labels), p.node);
+            self.0
+                .upsert_pod(p.handle, &p.namespace, &pairs(&p.labels), p.node);
         }
         Ok(())
     }
@@ -204,7 +205,11 @@ fn zone_spread_wasm_matches_its_native_twin_through_deltas() {
     let mut rejected_somewhere = false;
     for round in 0..30 {
         let app = ["web", "db", "cache", ""][rng.random_range(0..4)];
-        let labels = if app.is_empty() { json!({}) } else { json!({ "app": app }) };
+        let labels = if app.is_empty() {
+            json!({})
+        } else {
+            json!({ "app": app })
+        };
         let pending = pod(&format!("pending-{round}"), labels);
         let w = ask(&*wasm, &pending, &nodes);
         let n = ask(&*native, &pending, &nodes);
@@ -216,14 +221,21 @@ fn zone_spread_wasm_matches_its_native_twin_through_deltas() {
             quiet(),
         )
         .expect("start");
-        assert_eq!(ask(&*fresh, &pending, &nodes), w, "round {round}: deltas drifted");
+        assert_eq!(
+            ask(&*fresh, &pending, &nodes),
+            w,
+            "round {round}: deltas drifted"
+        );
         rejected_somewhere |= w.1.iter().any(Result::is_err);
         if app.is_empty() {
             assert_eq!(w.0, Candidates::Skip, "pods without the label are skipped");
         }
         mutate(&mut rng, &mut nodes, round);
     }
-    assert!(rejected_somewhere, "the random clusters never exercised a rejection");
+    assert!(
+        rejected_somewhere,
+        "the random clusters never exercised a rejection"
+    );
 }
 
 /// Binds or removes pods, relabels a node, drops or adds one: the deltas' cases.
@@ -268,7 +280,10 @@ fn zone_spread_filter_enforces_max_skew() {
     ];
     nodes[0].add_pod(&pod("w1", json!({ "app": "web" })));
     let (_, verdicts, scores) = ask(&*p, &pod("w2", json!({ "app": "web" })), &nodes);
-    assert!(verdicts[0].is_err(), "zone a already has one more: {verdicts:?}");
+    assert!(
+        verdicts[0].is_err(),
+        "zone a already has one more: {verdicts:?}"
+    );
     assert!(verdicts[1].is_ok() && verdicts[2].is_ok());
     assert_eq!(scores, vec![100, 100], "empty zones score alike");
 }
@@ -278,7 +293,11 @@ fn maintenance_filter_command_rejects_labelled_nodes() {
     let host = SchedulerHost::new().expect("host");
     let module = host.load(&wasm("maintenance-filter")).expect("loads");
     let p = WasmPlugin::start(
-        spec("maintenance", true, json!({ "labelKey": "example.com/maintenance" })),
+        spec(
+            "maintenance",
+            true,
+            json!({ "labelKey": "example.com/maintenance" }),
+        ),
         module,
         quiet(),
     )
@@ -311,7 +330,9 @@ fn hostile(kind: &str) -> Vec<u8> {
     let body = match kind {
         "loop" => "(loop $l (br $l))",
         "trap" => "unreachable",
-        "bomb" => "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) unreachable",
+        "bomb" => {
+            "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) unreachable"
+        }
         // Writes `not json` to stdout.
         "garbage" => {
             "(i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 8))
@@ -343,23 +364,35 @@ fn hostile_plugins_are_contained_by_their_failure_policy() {
         let report: Reporter = Arc::new(move |name: &str, h: Health| {
             seen.lock().expect("lock").push((name.to_string(), h));
         });
-        let ignore = WasmPlugin::start(spec(kind, false, json!({})), module.clone(), report)
-            .expect("start");
+        let ignore =
+            WasmPlugin::start(spec(kind, false, json!({})), module.clone(), report).expect("start");
         let started = Instant::now();
-        assert_eq!(ignore.pre_filter(&pending, &all), Ok(Candidates::Skip), "{kind}");
-        assert!(started.elapsed() < Duration::from_secs(3), "{kind} took too long");
+        assert_eq!(
+            ignore.pre_filter(&pending, &all),
+            Ok(Candidates::Skip),
+            "{kind}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{kind} took too long"
+        );
         let reports = reports.lock().expect("lock").clone();
         assert!(
             matches!(&reports[..], [(n, Health::Failed(_))] if n == kind),
             "{kind}: {reports:?}"
         );
         let fail = WasmPlugin::start(spec(kind, true, json!({})), module, quiet()).expect("start");
-        let err = fail.pre_filter(&pending, &all).expect_err("Fail holds the pod");
+        let err = fail
+            .pre_filter(&pending, &all)
+            .expect_err("Fail holds the pod");
         assert_eq!(err.plugin, kind);
         // Cooling down: the next pod gets the same answer at once, without another run.
         let again = Instant::now();
         assert!(fail.filter(&pending, &all).is_err());
-        assert!(again.elapsed() < Duration::from_millis(50), "{kind} was called again");
+        assert!(
+            again.elapsed() < Duration::from_millis(50),
+            "{kind} was called again"
+        );
     }
     let err = host.load(b"not wasm at all").err().expect("refused");
     assert!(matches!(err, PluginError::NotWasm(_)), "{err}");

@@ -10,6 +10,7 @@ mod command;
 mod component;
 pub mod controller;
 mod guest;
+pub mod kind;
 mod mirror;
 mod plugin;
 pub mod types;
