@@ -508,6 +508,8 @@ pub trait Extensions: Send + Sync {
     fn for_profile(&self, scheduler_name: &str) -> Vec<Arc<dyn ExtensionPlugin>>;
     /// Whether some plugin names this profile (so that its pods are ours to schedule).
     fn serves(&self, scheduler_name: &str) -> bool;
+    /// Ticks whenever the set changes: pods that no node fit deserve another try then.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
 }
 
 /// Why a pod could not be placed.
@@ -665,6 +667,11 @@ impl Framework {
         self.extensions
             .as_ref()
             .is_some_and(|e| e.serves(scheduler_name))
+    }
+
+    /// Ticks when the extension plugins change (`None` without extensions).
+    pub fn extension_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.extensions.as_ref().map(|e| e.changes())
     }
 
     fn extensions_for(&self, pod: &PodInfo) -> Vec<Arc<dyn ExtensionPlugin>> {

@@ -218,7 +218,10 @@ impl Controller {
                 .as_ref()
                 .and_then(|d| d.get(&r.key))
                 .ok_or_else(|| {
-                    format!("configmap {ns}/{} has no binaryData key {:?}", r.name, r.key)
+                    format!(
+                        "configmap {ns}/{} has no binaryData key {:?}",
+                        r.name, r.key
+                    )
                 })?;
             return Ok(data.0.clone());
         }
@@ -322,7 +325,10 @@ fn plugin_profiles(obj: &DynamicObject) -> Vec<String> {
 }
 
 fn plugin_spec(name: &str, spec: &SchedulerPluginSpec) -> PluginSpec {
-    let timeout = spec.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS).max(1);
+    let timeout = spec
+        .timeout_seconds
+        .unwrap_or(DEFAULT_TIMEOUT_SECONDS)
+        .max(1);
     PluginSpec {
         name: name.to_string(),
         pre_filter: spec.has("PreFilter"),

@@ -138,20 +138,34 @@ struct Member {
 }
 
 /// The live set of scheduler plugins, by object name (which is also the run order).
-#[derive(Default)]
 pub struct PluginSet {
     members: RwLock<BTreeMap<String, Member>>,
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for PluginSet {
+    fn default() -> Self {
+        PluginSet {
+            members: RwLock::default(),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl PluginSet {
     pub fn insert(&self, name: &str, plugin: Arc<dyn ExtensionPlugin>, profiles: Vec<String>) {
         let mut m = self.members.write().unwrap_or_else(|p| p.into_inner());
         m.insert(name.to_string(), Member { plugin, profiles });
+        self.changes.send_modify(|v| *v += 1);
     }
 
     pub fn remove(&self, name: &str) -> bool {
         let mut m = self.members.write().unwrap_or_else(|p| p.into_inner());
-        m.remove(name).is_some()
+        let removed = m.remove(name).is_some();
+        if removed {
+            self.changes.send_modify(|v| *v += 1);
+        }
+        removed
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -173,5 +187,9 @@ impl Extensions for PluginSet {
         let m = self.members.read().unwrap_or_else(|p| p.into_inner());
         m.values()
             .any(|m| m.profiles.iter().any(|p| p == scheduler_name))
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 }
