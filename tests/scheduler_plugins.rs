@@ -5,11 +5,9 @@
 
 mod common;
 
-#[allow(dead_code)]
-#[path = "../plugins/rust/zone-spread/src/spread.rs"]
-mod spread;
+#[path = "twins/zone_spread.rs"]
+mod twin;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,86 +15,14 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use wkube::plugin_host::scheduler::types::{Delta, Normalization, PodView, PreFilter, Verdict};
+use twin::NativeFactory;
 use wkube::plugin_host::scheduler::{
-    Guest, GuestFactory, Health, PluginError, PluginSpec, Reporter, SchedulerHost, WasmPlugin,
+    Health, PluginError, PluginSpec, Reporter, SchedulerHost, WasmPlugin,
 };
 use wkube::plugin_host::CallLimits;
 use wkube::scheduler::framework::{Candidates, ExtensionPlugin, NodeInfo, PodInfo};
 
 const ZONE: &str = "topology.kubernetes.io/zone";
-
-/// The native twin: `spread.rs` behind the same guest trait as a wasm instance.
-struct NativeSpread(spread::Spread);
-
-fn pairs(m: &BTreeMap<String, String>) -> Vec<(String, String)> {
-    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-impl Guest for NativeSpread {
-    fn configure(&mut self, settings: &str) -> Result<Result<Normalization, String>, PluginError> {
-        Ok(spread::Settings::parse(settings).map(|s| {
-            self.0 = spread::Spread::new(s);
-            Normalization::ScaleReverse
-        }))
-    }
-    fn sync(&mut self, d: &Delta) -> Result<(), PluginError> {
-        if d.reset {
-            self.0.reset();
-        }
-        d.pods_removed.iter().for_each(|p| self.0.remove_pod(*p));
-        d.nodes_removed.iter().for_each(|n| self.0.remove_node(*n));
-        for n in &d.nodes {
-            self.0.upsert_node(n.handle, &pairs(&n.labels));
-        }
-        for p in &d.pods {
-            self.0
-                .upsert_pod(p.handle, &p.namespace, &pairs(&p.labels), p.node);
-        }
-        Ok(())
-    }
-    fn pre_filter(&mut self, pod: &PodView) -> Result<PreFilter, PluginError> {
-        Ok(match self.0.group(&pod.namespace, &pairs(&pod.labels)) {
-            Some(_) => PreFilter::All,
-            None => PreFilter::Skip,
-        })
-    }
-    fn filter(&mut self, pod: &PodView, c: &[u32]) -> Result<Vec<Verdict>, PluginError> {
-        let Some(g) = self.0.group(&pod.namespace, &pairs(&pod.labels)) else {
-            return Ok(c.iter().map(|_| Verdict::Pass).collect());
-        };
-        Ok(self
-            .0
-            .filter(&g, c)
-            .into_iter()
-            .map(|r| match r {
-                None => Verdict::Pass,
-                Some((m, u)) => Verdict::Reject {
-                    reasons: vec![m],
-                    unresolvable: u,
-                },
-            })
-            .collect())
-    }
-    fn score(&mut self, pod: &PodView, c: &[u32]) -> Result<Vec<i64>, PluginError> {
-        Ok(match self.0.group(&pod.namespace, &pairs(&pod.labels)) {
-            Some(g) => self.0.score(&g, c),
-            None => vec![0; c.len()],
-        })
-    }
-}
-
-struct NativeFactory;
-
-impl GuestFactory for NativeFactory {
-    fn digest(&self) -> &str {
-        "native:zone-spread"
-    }
-    fn instantiate(&self, _: &CallLimits) -> Result<Box<dyn Guest>, PluginError> {
-        let settings = spread::Settings::parse("{}").map_err(PluginError::Settings)?;
-        Ok(Box::new(NativeSpread(spread::Spread::new(settings))))
-    }
-}
 
 fn spec(name: &str, fail: bool, settings: serde_json::Value) -> PluginSpec {
     PluginSpec {
