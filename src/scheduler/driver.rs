@@ -383,6 +383,14 @@ impl Driver {
                     .instrument(span),
                 );
             }
+            Err(ScheduleError::Plugin(failure)) => {
+                // Not the cluster's fault: retry with back-off, as after a binding error.
+                let message = failure.to_string();
+                self.queue.requeue_error(&pod, Instant::now());
+                finish(&span, "error", started);
+                span.in_scope(|| warn!(reason = %message, "a scheduler plugin failed"));
+                self.report_failure(&pod, "SchedulerError", message, span);
+            }
             Err(mut err) => {
                 if let ScheduleError::Fit(fit) = &mut err {
                     fit.preempting = span.in_scope(|| self.try_preemption(&pod, fit));

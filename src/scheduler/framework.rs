@@ -954,3 +954,179 @@ fn node_name_restriction(pod: &PodInfo) -> Option<BTreeSet<String>> {
     }
     Some(names)
 }
+
+#[cfg(test)]
+mod extension_tests {
+    use super::*;
+    use crate::scheduler::testutil::{node, pod};
+    use rand::rngs::StdRng;
+    use rand::SeedableRng as _;
+
+    /// An extension plugin whose answers are functions of the node.
+    struct Fake {
+        reject: fn(&NodeInfo) -> bool,
+        score: fn(&NodeInfo) -> i64,
+        weight: i64,
+        only: Option<BTreeSet<String>>,
+        fail: bool,
+        calls: AtomicUsize,
+    }
+
+    impl Fake {
+        fn new(reject: fn(&NodeInfo) -> bool, score: fn(&NodeInfo) -> i64) -> Fake {
+            Fake {
+                reject,
+                score,
+                weight: 1,
+                only: None,
+                fail: false,
+                calls: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl ExtensionPlugin for Fake {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        fn weight(&self) -> i64 {
+            self.weight
+        }
+        fn pre_filter(&self, _: &PodInfo, _: &[&NodeInfo]) -> Result<Candidates, PluginFailure> {
+            Ok(match &self.only {
+                Some(o) => Candidates::Only(o.clone()),
+                None => Candidates::All,
+            })
+        }
+        fn filter(
+            &self,
+            _: &PodInfo,
+            nodes: &[&NodeInfo],
+        ) -> Result<Option<Vec<Result<(), Reason>>>, PluginFailure> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if self.fail {
+                return Err(PluginFailure {
+                    plugin: "fake".into(),
+                    message: "trapped".into(),
+                });
+            }
+            Ok(Some(
+                nodes
+                    .iter()
+                    .map(|n| match (self.reject)(n) {
+                        true => Err(Reason::unresolvable("node(s) rejected by fake")),
+                        false => Ok(()),
+                    })
+                    .collect(),
+            ))
+        }
+        fn score(
+            &self,
+            _: &PodInfo,
+            nodes: &[&NodeInfo],
+        ) -> Result<Option<Vec<i64>>, PluginFailure> {
+            Ok(Some(nodes.iter().map(|n| (self.score)(n)).collect()))
+        }
+    }
+
+    struct Set(Arc<Fake>, tokio::sync::watch::Sender<u64>);
+
+    impl Extensions for Set {
+        fn for_profile(&self, name: &str) -> Vec<Arc<dyn ExtensionPlugin>> {
+            if name == "default-scheduler" {
+                vec![self.0.clone()]
+            } else {
+                vec![]
+            }
+        }
+        fn serves(&self, name: &str) -> bool {
+            name == "default-scheduler"
+        }
+        fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+            self.1.subscribe()
+        }
+    }
+
+    fn framework(fake: Fake) -> (Framework, Arc<Fake>) {
+        let fake = Arc::new(fake);
+        let set = Set(fake.clone(), tokio::sync::watch::Sender::new(0));
+        let f = Framework::new(vec![], vec![]).with_extensions(Arc::new(set));
+        (f, fake)
+    }
+
+    fn nodes(n: usize) -> Vec<NodeInfo> {
+        (0..n).map(|i| node(&format!("n{i:04}"))).collect()
+    }
+
+    fn index(n: &NodeInfo) -> usize {
+        n.name[1..].parse().unwrap_or(0)
+    }
+
+    #[test]
+    fn rejections_are_reasons_and_sampling_goes_on_until_enough_pass() {
+        let (f, fake) = framework(Fake::new(|n| index(n) % 2 == 0, |_| 0));
+        let all = nodes(1000);
+        let d = f
+            .schedule(&pod("p"), &all, &mut StdRng::seed_from_u64(1))
+            .expect("fits");
+        assert_eq!(d.feasible_nodes, feasible_nodes_to_find(1000));
+        let chosen: usize = d.node[1..].parse().expect("a node index");
+        assert_eq!(chosen % 2, 1, "an odd node, as the plugin wants");
+        assert!(
+            fake.calls.load(Ordering::Relaxed) > 1,
+            "one batched call per chunk"
+        );
+        let (f, _) = framework(Fake::new(|_| true, |_| 0));
+        let Err(ScheduleError::Fit(e)) =
+            f.schedule(&pod("p"), &all[..3], &mut StdRng::seed_from_u64(1))
+        else {
+            panic!("nothing fits");
+        };
+        assert!(e.to_string().contains("3 node(s) rejected by fake"), "{e}");
+    }
+
+    #[test]
+    fn weighted_scores_decide_and_only_narrows() {
+        let mut fake = Fake::new(|_| false, |n| if n.name == "n0001" { 100 } else { 0 });
+        fake.weight = 5;
+        let (f, _) = framework(fake);
+        let all = nodes(4);
+        for seed in 0..5 {
+            let d = f
+                .schedule(&pod("p"), &all, &mut StdRng::seed_from_u64(seed))
+                .expect("fits");
+            assert_eq!(d.node, "n0001");
+            assert_eq!(d.score, 500);
+        }
+        let mut fake = Fake::new(|_| false, |_| 0);
+        fake.only = Some(BTreeSet::from(["n0002".to_string()]));
+        let (f, _) = framework(fake);
+        let d = f
+            .schedule(&pod("p"), &all, &mut StdRng::seed_from_u64(0))
+            .expect("fits");
+        assert_eq!(d.node, "n0002");
+    }
+
+    #[test]
+    fn a_failing_plugin_under_fail_holds_the_pod_and_other_profiles_skip_it() {
+        let mut fake = Fake::new(|_| false, |_| 0);
+        fake.fail = true;
+        let (f, _) = framework(fake);
+        let all = nodes(3);
+        let err = f
+            .schedule(&pod("p"), &all, &mut StdRng::seed_from_u64(0))
+            .expect_err("held");
+        assert!(matches!(err, ScheduleError::Plugin(_)));
+        assert!(
+            err.to_string().contains("SchedulerPlugin fake failed"),
+            "{err}"
+        );
+        assert!(!f.fits(&pod("p"), &all[0], &all.iter().collect::<Vec<_>>()));
+        let mut other = pod("q");
+        other.scheduler_name = "other".into();
+        assert!(f
+            .schedule(&other, &all, &mut StdRng::seed_from_u64(0))
+            .is_ok());
+        assert!(f.serves("default-scheduler") && !f.serves("other"));
+    }
+}

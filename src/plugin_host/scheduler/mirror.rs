@@ -6,6 +6,7 @@
 //! contents; its pods are compared by `Arc` identity.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use super::types::{BoundPod, Delta, NodeView};
@@ -46,10 +47,35 @@ impl Handles {
     }
 }
 
+/// Hashes the address of a node: one multiplication (the keys are distinct addresses).
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Mirror {
-    /// Generations of the nodes of the last diff, in their order (the fast path).
-    order: Vec<u64>,
+    /// (generation, handle) of the nodes of the last diff, in their order: an unchanged
+    /// cluster, or one where only some nodes changed in place, needs no lookups by name.
+    order: Vec<(u64, u32)>,
+    /// Addresses of the last diff's nodes and their handles: candidates are those same
+    /// values, so mapping them costs no string hashing.
+    addrs: Vec<usize>,
+    by_addr: HashMap<usize, u32, BuildHasherDefault<AddrHasher>>,
     nodes: HashMap<String, NodeEntry>,
     /// Node names by handle.
     names: Vec<String>,
@@ -69,8 +95,14 @@ fn pod_key(p: &PodInfo) -> String {
 }
 
 impl Mirror {
-    pub(crate) fn handle(&self, node: &str) -> Option<u32> {
-        self.nodes.get(node).map(|e| e.handle)
+    /// The handle of a node of the last diff (by address), or of any node by name (a
+    /// preemption what-if copy, say).
+    pub(crate) fn handle(&self, node: &NodeInfo) -> Option<u32> {
+        let addr = std::ptr::from_ref(node) as usize;
+        self.by_addr
+            .get(&addr)
+            .copied()
+            .or_else(|| self.nodes.get(&node.name).map(|e| e.handle))
     }
 
     pub(crate) fn name(&self, handle: u32) -> Option<&str> {
@@ -84,14 +116,49 @@ impl Mirror {
             ..Delta::default()
         };
         self.synced = true;
-        let unchanged = self.order.len() == all.len()
-            && all.iter().zip(&self.order).all(|(n, g)| n.generation == *g);
-        if unchanged {
-            return delta;
+        if !self.diff_in_place(all, &mut delta) {
+            self.diff_all(all, &mut delta);
         }
+        self.order = all
+            .iter()
+            .map(|n| {
+                (
+                    n.generation,
+                    self.nodes.get(&n.name).map_or(0, |e| e.handle),
+                )
+            })
+            .collect();
+        self.index_addresses(all);
+        delta
+    }
+
+    /// The common case: the same nodes in the same order, some changed. Returns false (and
+    /// sends nothing) when the nodes themselves differ.
+    fn diff_in_place(&mut self, all: &[&NodeInfo], delta: &mut Delta) -> bool {
+        if self.order.len() != all.len() {
+            return false;
+        }
+        let mut changed = Vec::new();
+        for (i, (node, (generation, handle))) in all.iter().zip(&self.order).enumerate() {
+            if node.generation == *generation {
+                continue;
+            }
+            if self.nodes.get(&node.name).map(|e| e.handle) != Some(*handle) {
+                return false;
+            }
+            changed.push(i);
+        }
+        // No node came or went, so nothing to sweep: only the changed ones are visited.
+        for i in changed {
+            self.visit(all[i], delta);
+        }
+        true
+    }
+
+    fn diff_all(&mut self, all: &[&NodeInfo], delta: &mut Delta) {
         self.pass += 1;
         for node in all {
-            self.visit(node, &mut delta);
+            self.visit(node, delta);
         }
         let pass = self.pass;
         let gone: Vec<String> = self
@@ -102,13 +169,31 @@ impl Mirror {
             .collect();
         for name in gone {
             if let Some(e) = self.nodes.remove(&name) {
-                self.drop_pods(&e.pods, e.handle, &[], &mut delta);
+                self.drop_pods(&e.pods, e.handle, &[], delta);
                 delta.nodes_removed.push(e.handle);
                 self.node_handles.give(e.handle);
             }
         }
-        self.order = all.iter().map(|n| n.generation).collect();
-        delta
+    }
+
+    /// Rebuilds the address index when the nodes moved (rarely: the cache keeps them put).
+    fn index_addresses(&mut self, all: &[&NodeInfo]) {
+        let same = self.addrs.len() == all.len()
+            && all
+                .iter()
+                .zip(&self.addrs)
+                .all(|(n, a)| std::ptr::from_ref(*n) as usize == *a);
+        if same {
+            return;
+        }
+        self.addrs = all
+            .iter()
+            .map(|n| std::ptr::from_ref(*n) as usize)
+            .collect();
+        self.by_addr.clear();
+        for (addr, (_, handle)) in self.addrs.iter().zip(&self.order) {
+            self.by_addr.insert(*addr, *handle);
+        }
     }
 
     fn visit(&mut self, node: &NodeInfo, delta: &mut Delta) {

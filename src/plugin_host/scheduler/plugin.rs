@@ -242,7 +242,7 @@ impl WasmPlugin {
         nodes
             .iter()
             .map(|n| {
-                side.mirror.handle(&n.name).ok_or_else(|| {
+                side.mirror.handle(n).ok_or_else(|| {
                     PluginError::Host(format!("node {} was never sent to the plugin", n.name))
                 })
             })
