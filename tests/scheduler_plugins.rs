@@ -280,7 +280,7 @@ fn hostile(kind: &str) -> Vec<u8> {
 #[test]
 fn hostile_plugins_are_contained_by_their_failure_policy() {
     let host = SchedulerHost::new().expect("host");
-    let nodes = vec![node("a", json!({})), node("b", json!({}))];
+    let nodes = [node("a", json!({})), node("b", json!({}))];
     let all: Vec<&NodeInfo> = nodes.iter().collect();
     let pending = pod("x", json!({ "app": "web" }));
     for kind in ["loop", "trap", "bomb", "garbage"] {
