@@ -1071,7 +1071,10 @@ mod extension_tests {
             .expect("fits");
         assert_eq!(d.feasible_nodes, feasible_nodes_to_find(1000));
         let chosen: usize = d.node[1..].parse().expect("a node index");
-        assert!(!chosen.is_multiple_of(2), "an odd node, as the plugin wants");
+        assert!(
+            !chosen.is_multiple_of(2),
+            "an odd node, as the plugin wants"
+        );
         assert!(
             fake.calls.load(Ordering::Relaxed) > 1,
             "one batched call per chunk"
