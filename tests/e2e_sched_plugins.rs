@@ -123,14 +123,8 @@ fn scheduler_plugins_change_placement_and_are_contained() {
         (r.len() == 6).then_some(r)
     });
 
-    // zone-spread from a ConfigMap, for the profile `spread-scheduler` only.
-    let wasm = plugins.join("zone-spread.wasm");
-    c.ok(&[
-        "create",
-        "configmap",
-        "zone-spread",
-        &format!("--from-file=plugin.wasm={}", wasm.display()),
-    ]);
+    // zone-spread from a ConfigMap, for the profile `spread-scheduler` only. Applied before
+    // its ConfigMap exists: Error until it does.
     c.ok_stdin(
         &["apply", "-f", "-"],
         &format!(
@@ -140,6 +134,15 @@ fn scheduler_plugins_change_placement_and_are_contained() {
             "settings":{{"topologyKey":"{RACK}","maxSkew":1}},"profiles":["spread-scheduler"]}}}}"#
         ),
     );
+    let message = wait_phase(&c, "zone-spread", "Error");
+    assert!(message.contains("not found"), "{message}");
+    let wasm = plugins.join("zone-spread.wasm");
+    c.ok(&[
+        "create",
+        "configmap",
+        "zone-spread",
+        &format!("--from-file=plugin.wasm={}", wasm.display()),
+    ]);
     wait_phase(&c, "zone-spread", "Active");
     let table = c.ok(&["get", "schedplug", "-o", "wide"]);
     assert!(

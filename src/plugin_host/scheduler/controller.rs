@@ -41,6 +41,10 @@ struct Loaded {
     uid: String,
 }
 
+/// How often objects that failed to load are tried again (a ConfigMap created later, a
+/// registry back up).
+const RETRY: Duration = Duration::from_secs(10);
+
 pub struct Controller {
     client: Client,
     host: Arc<SchedulerHost>,
@@ -48,6 +52,8 @@ pub struct Controller {
     images: Option<ImageStore>,
     component: String,
     loaded: HashMap<String, Loaded>,
+    /// (object, message) of the objects whose last load failed, to retry.
+    failed: HashMap<String, (DynamicObject, String)>,
     health_tx: mpsc::UnboundedSender<(String, Health)>,
     health_rx: mpsc::UnboundedReceiver<(String, Health)>,
 }
@@ -68,6 +74,7 @@ impl Controller {
             images,
             component: component.to_string(),
             loaded: HashMap::new(),
+            failed: HashMap::new(),
             health_tx,
             health_rx,
         }
@@ -82,8 +89,10 @@ impl Controller {
         let stream = watcher(self.api(), watcher::Config::default()).default_backoff();
         let mut stream = pin!(stream);
         let mut relist: Option<HashSet<String>> = None;
+        let mut retry = tokio::time::interval(RETRY);
         loop {
             tokio::select! {
+                _ = retry.tick() => self.retry_failed().await,
                 event = stream.next() => match event {
                     Some(Ok(e)) => self.on_event(e, &mut relist).await,
                     Some(Err(e)) => debug!(error = %e, "SchedulerPlugin watch failed; retrying"),
@@ -126,7 +135,19 @@ impl Controller {
         }
     }
 
+    async fn retry_failed(&mut self) {
+        let names: Vec<String> = self.failed.keys().cloned().collect();
+        for name in names {
+            let Some((obj, _)) = self.failed.get(&name).cloned() else {
+                continue;
+            };
+            self.loaded.remove(&name);
+            self.reconcile(&obj).await;
+        }
+    }
+
     fn forget(&mut self, name: &str) {
+        self.failed.remove(name);
         self.loaded.remove(name);
         if self.set.remove(name) {
             info!(plugin = %name, "scheduler plugin removed");
@@ -152,6 +173,7 @@ impl Controller {
         let outcome = self.load(&name, obj).instrument(span.clone()).await;
         let status = match outcome {
             Ok(plugin) => {
+                self.failed.remove(&name);
                 let digest = plugin.digest().to_string();
                 span.in_scope(|| info!(digest = %digest, "scheduler plugin active"));
                 let profiles = plugin_profiles(obj);
@@ -160,8 +182,18 @@ impl Controller {
                     "observedGeneration": generation })
             }
             Err(message) => {
-                span.in_scope(|| warn!(error = %message, "scheduler plugin not loaded"));
                 self.set.remove(&name);
+                let repeated = self
+                    .failed
+                    .insert(name.clone(), (obj.clone(), message.clone()))
+                    .is_some_and(|(before, text)| {
+                        text == message && before.metadata.generation == obj.metadata.generation
+                    });
+                if repeated {
+                    // Still failing the same way: the status says so already.
+                    return;
+                }
+                span.in_scope(|| warn!(error = %message, "scheduler plugin not loaded"));
                 json!({ "phase": "Error", "message": message, "observedGeneration": generation })
             }
         };
