@@ -26,6 +26,7 @@ pub mod strategic_merge;
 pub mod table;
 pub mod validation;
 pub mod watch;
+mod watch_memo;
 
 pub use auth::{Authenticator, UserInfo};
 pub use server::{ApiServer, ServeError};

@@ -31,6 +31,8 @@ pub struct ApiState {
     pub openapi: Arc<OpenApi>,
     /// Reaches node agents for `pods/log`.
     pub nodes: NodeProxy,
+    /// Object versions decoded once for all watches.
+    pub(crate) watch_memo: super::watch_memo::WatchMemo,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,7 @@ impl ApiServer {
             rest,
             openapi,
             nodes,
+            watch_memo: Default::default(),
         });
         let router = router(state, Arc::new(authenticator));
         let acceptor = TlsAcceptor::from(Arc::new(tls_config(pki)?));

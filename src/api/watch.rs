@@ -25,7 +25,8 @@ use super::registry::ResourceInfo;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::server::ApiState;
 use super::status::{ApiError, ApiResult};
-use super::storage::{decode, general_store_error, list_prefix, ListQuery};
+use super::storage::{general_store_error, list_prefix, ListQuery};
+use super::watch_memo::{Decoded, WatchMemo};
 use crate::store::{EventKind, Read, Revision, WatchEvent};
 
 /// How often a watch that asked for bookmarks gets one.
@@ -167,6 +168,7 @@ async fn run(state: Arc<ApiState>, spec: WatchSpec, start: Start, tx: Sink) -> R
     let mut writer = EventWriter {
         spec: &spec,
         tx: &tx,
+        memo: &state.watch_memo,
         sent_columns: false,
     };
     let objects = state.rest.objects();
@@ -197,7 +199,7 @@ async fn run(state: Arc<ApiState>, spec: WatchSpec, start: Start, tx: Sink) -> R
                 };
                 revision = page.revision;
                 for obj in page.items {
-                    writer.event("ADDED", obj).await?;
+                    writer.listed(obj).await?;
                 }
                 match page.continue_token {
                     Some(t) => token = Some(t),
@@ -238,6 +240,7 @@ async fn run(state: Arc<ApiState>, spec: WatchSpec, start: Start, tx: Sink) -> R
 struct EventWriter<'a> {
     spec: &'a WatchSpec,
     tx: &'a Sink,
+    memo: &'a WatchMemo,
     sent_columns: bool,
 }
 
@@ -248,35 +251,60 @@ impl EventWriter<'_> {
         self.tx.send(Ok(Bytes::from(bytes))).await.map_err(|_| ())
     }
 
-    async fn event(&mut self, kind: &str, obj: Value) -> Result<(), ()> {
-        let object = if self.spec.table {
-            let rv = object::resource_version(&obj).unwrap_or("").to_string();
-            let with_columns = !self.sent_columns;
-            self.sent_columns = true;
-            table_of(
-                &self.spec.resource,
-                &[obj],
-                json!({ "resourceVersion": rv }),
-                &self.spec.include_object,
-                with_columns,
-            )
-        } else {
-            obj
-        };
-        self.send(json!({ "type": kind, "object": object })).await
+    /// An object of the initial state, as an ADDED event.
+    async fn listed(&mut self, obj: Value) -> Result<(), ()> {
+        if self.spec.table {
+            return self.table_event("ADDED", obj).await;
+        }
+        self.send(json!({ "type": "ADDED", "object": obj })).await
+    }
+
+    async fn table_event(&mut self, kind: &str, obj: Value) -> Result<(), ()> {
+        let rv = object::resource_version(&obj).unwrap_or("").to_string();
+        let with_columns = !self.sent_columns;
+        self.sent_columns = true;
+        let table = table_of(
+            &self.spec.resource,
+            &[obj],
+            json!({ "resourceVersion": rv }),
+            &self.spec.include_object,
+            with_columns,
+        );
+        self.send(json!({ "type": kind, "object": table })).await
+    }
+
+    /// A change, sent as the shared encoding of the object (only the event type is this
+    /// watcher's own).
+    async fn shared_event(&mut self, kind: &str, obj: &Decoded) -> Result<(), ()> {
+        if self.spec.table {
+            return self.table_event(kind, obj.object.clone()).await;
+        }
+        let json = obj.json();
+        let mut line = Vec::with_capacity(json.len() + 40);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(kind.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(json);
+        line.extend_from_slice(b"}\n");
+        self.tx.send(Ok(Bytes::from(line))).await.map_err(|_| ())
     }
 
     /// Translates a store change into what this watcher sees through its selectors.
     async fn change(&mut self, ev: WatchEvent) -> Result<(), ()> {
-        let Ok(obj) = decode(&ev.kv) else {
+        let Ok(obj) = self.memo.decode(&ev.kv) else {
             return Ok(());
         };
-        let was = ev
-            .prev
-            .as_ref()
-            .and_then(|p| decode(p).ok())
-            .is_some_and(|p| self.spec.matches(&p));
-        let is = self.spec.matches(&obj);
+        let unfiltered = self.spec.labels.is_empty() && self.spec.fields.is_empty();
+        let was = match &ev.prev {
+            None => false,
+            // Without selectors every version matches: no need to decode the old one.
+            Some(_) if unfiltered => true,
+            Some(p) => self
+                .memo
+                .decode(p)
+                .is_ok_and(|p| self.spec.matches(&p.object)),
+        };
+        let is = unfiltered || self.spec.matches(&obj.object);
         let kind = match (ev.kind, was, is) {
             (EventKind::Delete, true, _) => "DELETED",
             (EventKind::Delete, false, _) => return Ok(()),
@@ -285,7 +313,7 @@ impl EventWriter<'_> {
             (EventKind::Put, true, false) => "DELETED",
             (EventKind::Put, false, false) => return Ok(()),
         };
-        self.event(kind, obj).await
+        self.shared_event(kind, &obj).await
     }
 
     async fn bookmark(&mut self, revision: Revision, initial_events_end: bool) -> Result<(), ()> {

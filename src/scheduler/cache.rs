@@ -58,6 +58,7 @@ impl Cache {
                 info.non_zero_requested = old.non_zero_requested.clone();
                 info.pod_count = old.pod_count;
                 info.pods = old.pods.clone();
+                info.pods_with_affinity = old.pods_with_affinity.clone();
                 if *old == info {
                     return false;
                 }

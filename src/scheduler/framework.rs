@@ -231,6 +231,10 @@ pub struct NodeInfo {
     pub runtimes: BTreeSet<String>,
     /// The pods assigned (or assumed) here, for the rules that look at other pods.
     pub pods: Vec<Arc<PodInfo>>,
+    /// Those of [`NodeInfo::pods`] with inter-pod (anti-)affinity terms of their own (upstream's
+    /// `PodsWithAffinity`): a pod without terms is affected only by these, so inter-pod
+    /// affinity costs nothing per cycle in a cluster that does not use it.
+    pub pods_with_affinity: Vec<Arc<PodInfo>>,
     /// Unique per version of this value (fresh on creation and on every pod added or removed;
     /// a clone keeps it): extension plugins that mirror the cluster find what changed since
     /// their last call by comparing these instead of whole nodes. Not part of equality.
@@ -260,6 +264,7 @@ impl PartialEq for NodeInfo {
             && self.pod_count == other.pod_count
             && self.runtimes == other.runtimes
             && self.pods == other.pods
+            && self.pods_with_affinity == other.pods_with_affinity
     }
 }
 
@@ -309,6 +314,7 @@ impl NodeInfo {
             pod_count: 0,
             runtimes,
             pods: Vec::new(),
+            pods_with_affinity: Vec::new(),
             generation: next_generation(),
         }
     }
@@ -318,7 +324,11 @@ impl NodeInfo {
         self.requested.add(&pod.requests);
         self.non_zero_requested.add(&pod.non_zero_requests);
         self.pod_count += 1;
-        self.pods.push(Arc::new(pod.clone()));
+        let pod = Arc::new(pod.clone());
+        if !pod.pod_affinity.is_empty() {
+            self.pods_with_affinity.push(pod.clone());
+        }
+        self.pods.push(pod);
         self.generation = next_generation();
     }
 
@@ -327,12 +337,14 @@ impl NodeInfo {
         self.non_zero_requested.sub(&pod.non_zero_requests);
         self.pod_count -= 1;
         self.generation = next_generation();
-        if let Some(i) = self
-            .pods
-            .iter()
-            .position(|p| p.uid == pod.uid && p.name == pod.name && p.namespace == pod.namespace)
-        {
+        let same = |p: &Arc<PodInfo>| {
+            p.uid == pod.uid && p.name == pod.name && p.namespace == pod.namespace
+        };
+        if let Some(i) = self.pods.iter().position(same) {
             self.pods.swap_remove(i);
+        }
+        if let Some(i) = self.pods_with_affinity.iter().position(same) {
+            self.pods_with_affinity.swap_remove(i);
         }
     }
 }

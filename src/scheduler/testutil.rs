@@ -26,6 +26,7 @@ pub fn node(name: &str) -> NodeInfo {
         pod_count: 0,
         runtimes: BTreeSet::from(["wasmtime".to_string()]),
         pods: vec![],
+        pods_with_affinity: vec![],
         generation: super::framework::next_generation(),
     }
 }

@@ -5,6 +5,7 @@
 //! single-server and HA control planes run the same code. Reads are served from the local
 //! state machine, after a read-index round (`Read::Linearizable`) when asked for.
 
+mod batcher;
 mod codec;
 mod db;
 mod log_store;
@@ -30,6 +31,7 @@ pub use raft::{NoTransport, RaftTransport, TransportUnavailable, TxnError};
 pub use types::*;
 pub use watch::WatchStream;
 
+use batcher::Batcher;
 use db::{
     begin_durable_write, create_tables, get_u64, open_database, Ctx, DbSlot, DB_FILE, HISTORY, KV,
     RAFT_STATE, SM_META, STATE_NODE_ID,
@@ -75,6 +77,7 @@ pub struct Store {
 struct Inner {
     config: StoreConfig,
     raft: Raft,
+    batcher: Batcher,
     shared: Arc<SmShared>,
     shut_down: AtomicBool,
 }
@@ -240,6 +243,7 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 config,
+                batcher: Batcher::start(raft.clone()),
                 raft,
                 shared,
                 shut_down: AtomicBool::new(false),
@@ -308,13 +312,7 @@ impl Store {
                 }
             }
         }
-        let resp = self
-            .inner
-            .raft
-            .client_write(Request::Txn(ops))
-            .await
-            .map_err(|e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| raft_error(e))?;
-        resp.data.map_err(StoreError::from)
+        self.inner.batcher.submit(ops).await
     }
 
     /// Runs `f` on a read transaction at the freshness `read` asks for. `f` gets the revision
@@ -459,7 +457,9 @@ impl Store {
             .client_write(Request::Compact(revision))
             .await
             .map_err(|e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>| raft_error(e))?;
-        resp.data.map(|_| ()).map_err(StoreError::from)
+        resp.data
+            .into_iter()
+            .try_for_each(|r| r.map(|_| ()).map_err(StoreError::from))
     }
 
     /// Streams a consistent snapshot of the state machine (all current keys + revision
@@ -618,6 +618,51 @@ mod tests {
         let (kv, rev) = s.get("/a", Read::Linearizable).await.unwrap();
         assert_eq!((kv, rev), (None, 3));
         assert_eq!(s.current_revision(), 3);
+        s.shutdown().await.unwrap();
+    }
+
+    /// Concurrent writers share log entries (group commit) yet each transaction keeps its
+    /// own revision and its own verdict: a conflict fails only its transaction.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_transactions_keep_their_own_revisions_and_verdicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open_in(dir.path()).await;
+        let writers: Vec<_> = (0..200)
+            .map(|i| {
+                let s = s.clone();
+                // Every tenth writer races another for the same key.
+                let key = format!("/k/{}", if i % 10 == 0 { 0 } else { i });
+                tokio::spawn(async move { s.txn(vec![create(&key, "v")]).await })
+            })
+            .collect();
+        let mut revisions = Vec::new();
+        let mut exists = 0;
+        for w in writers {
+            match w.await.unwrap() {
+                Ok(out) => revisions.push(out.revision),
+                Err(StoreError::AlreadyExists(k)) => {
+                    assert_eq!(k, "/k/0");
+                    exists += 1;
+                }
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+        assert_eq!(exists, 19, "all but one racer for /k/0 lose");
+        revisions.sort_unstable();
+        let expected: Vec<Revision> = (1..=181).collect();
+        assert_eq!(
+            revisions, expected,
+            "one revision per successful transaction"
+        );
+        assert_eq!(s.current_revision(), 181);
+        s.shutdown().await.unwrap();
+        let s = open_in(dir.path()).await;
+        assert_eq!(s.current_revision(), 181, "every write survives a restart");
+        let all = s
+            .range("/k/", None, None, Read::Linearizable)
+            .await
+            .unwrap();
+        assert_eq!(all.kvs.len(), 181);
         s.shutdown().await.unwrap();
     }
 

@@ -13,7 +13,7 @@ use super::db::{
     get_json, get_u64, json, Ctx, EVENTS, HISTORY, KV, META_COMPACTED, META_LAST_APPLIED,
     META_MEMBERSHIP, META_REVISION, SM_META,
 };
-use super::raft::{LogId, Response, StoredMembership, TxnError};
+use super::raft::{LogId, StoredMembership, TxnError, TxnResult};
 use super::types::{
     EventKind, KeyValue, Op, OpOutcome, Revision, StoreError, TxnOutcome, WatchEvent,
 };
@@ -49,7 +49,7 @@ pub(crate) struct SmTables<'t> {
 
 /// The result of applying one transaction.
 pub(crate) struct TxnApplied {
-    pub(crate) response: Response,
+    pub(crate) response: TxnResult,
     /// The events of the new revision (None if the transaction failed or was empty).
     pub(crate) events: Option<(Revision, Vec<WatchEvent>)>,
 }

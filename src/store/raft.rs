@@ -45,6 +45,9 @@ pub enum Request {
     Txn(Vec<Op>),
     /// Drop history up to this revision (consumes no revision).
     Compact(Revision),
+    /// Independent transactions committed as one log entry (group commit, see `batcher`):
+    /// each is still atomic on its own and gets its own revision, in order.
+    Batch(Vec<Vec<Op>>),
 }
 
 impl Request {
@@ -58,6 +61,12 @@ impl Request {
             Request::Compact(rev) => {
                 e.u8(1).u64(*rev);
             }
+            Request::Batch(txns) => {
+                e.u8(2).u64(txns.len() as u64);
+                for ops in txns {
+                    encode_ops(&mut e, ops);
+                }
+            }
         }
         e.buf
     }
@@ -67,6 +76,14 @@ impl Request {
         let req = match d.u8()? {
             0 => Request::Txn(decode_ops(&mut d)?),
             1 => Request::Compact(d.u64()?),
+            2 => {
+                let n = d.u64()?;
+                let mut txns = Vec::with_capacity(n.min(4096) as usize);
+                for _ in 0..n {
+                    txns.push(decode_ops(&mut d)?);
+                }
+                Request::Batch(txns)
+            }
             t => return Err(StoreError::Storage(format!("unknown raft request tag {t}"))),
         };
         d.finish()?;
@@ -92,8 +109,12 @@ impl<'de> Deserialize<'de> for Request {
     }
 }
 
-/// The deterministic outcome of applying one log entry.
-pub type Response = Result<TxnOutcome, TxnError>;
+/// The deterministic outcome of applying one transaction.
+pub type TxnResult = Result<TxnOutcome, TxnError>;
+
+/// The outcome of applying one log entry: one result per transaction it carried (exactly one
+/// for `Txn`, `Compact` and the entries raft writes itself).
+pub type Response = Vec<TxnResult>;
 
 /// Why a transaction's checks failed inside the state machine (serializable, unlike StoreError).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -293,6 +314,22 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<Request>(&serde_json::to_string(&c).unwrap()).unwrap(),
             c
+        );
+        let b = Request::Batch(vec![
+            vec![Op::Delete {
+                key: "/b".into(),
+                expected: Some(3),
+            }],
+            vec![],
+            vec![Op::Update {
+                key: "/c".into(),
+                value: b"x".to_vec(),
+                expected: None,
+            }],
+        ]);
+        assert_eq!(
+            serde_json::from_str::<Request>(&serde_json::to_string(&b).unwrap()).unwrap(),
+            b
         );
     }
 

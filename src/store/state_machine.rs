@@ -25,9 +25,11 @@ use tracing::Instrument;
 use super::db::{begin_durable_write, begin_replayable_write, raft_err, Ctx, DbSlot, SM_META};
 use super::log_store::blocking;
 use super::mvcc::{read_meta, SmMeta, SmTables};
-use super::raft::{Entry, LogId, NodeId, Request, Response, StoredMembership, TypeConfig};
+use super::raft::{
+    Entry, LogId, NodeId, Request, Response, StoredMembership, TxnResult, TypeConfig,
+};
 use super::snapshot::{load_snapshot, read_header, write_snapshot};
-use super::types::{Revision, StoreError, TxnOutcome};
+use super::types::{Op, Revision, StoreError, TxnOutcome};
 use super::watch::{Published, WatchHub};
 
 type RaftResult<T> = Result<T, RaftStorageError<NodeId>>;
@@ -77,10 +79,31 @@ struct ApplyOutput {
 }
 
 fn empty_outcome(meta: &SmMeta) -> Response {
-    Ok(TxnOutcome {
+    vec![Ok(TxnOutcome {
         revision: meta.revision,
         ops: vec![],
-    })
+    })]
+}
+
+/// Applies one transaction, queues its watch events, and compacts automatically once the
+/// history window has doubled (deterministically, so every replica compacts alike).
+fn apply_one(
+    shared: &SmShared,
+    t: &mut SmTables<'_>,
+    meta: &mut SmMeta,
+    ops: &[Op],
+    published: &mut Vec<Published>,
+) -> Result<TxnResult, StoreError> {
+    let applied = t.apply_txn(meta, ops)?;
+    if let Some(ev) = applied.events {
+        published.push(Published::Events(Arc::new(ev)));
+        let h = shared.history_revisions;
+        if meta.revision - meta.compacted > h.saturating_mul(2) {
+            let to = meta.revision - h;
+            t.compact(meta, to)?;
+        }
+    }
+    Ok(applied.response)
 }
 
 /// Applies a batch of committed entries in one redb transaction.
@@ -101,16 +124,15 @@ fn apply_blocking(shared: &SmShared, entries: Vec<Entry>) -> Result<ApplyOutput,
                     responses.push(empty_outcome(&meta));
                 }
                 EntryPayload::Normal(Request::Txn(ops)) => {
-                    let applied = t.apply_txn(&mut meta, &ops)?;
-                    if let Some(ev) = applied.events {
-                        published.push(Published::Events(Arc::new(ev)));
-                        let h = shared.history_revisions;
-                        if meta.revision - meta.compacted > h.saturating_mul(2) {
-                            let to = meta.revision - h;
-                            t.compact(&mut meta, to)?;
-                        }
+                    let result = apply_one(shared, &mut t, &mut meta, &ops, &mut published)?;
+                    responses.push(vec![result]);
+                }
+                EntryPayload::Normal(Request::Batch(txns)) => {
+                    let mut results = Vec::with_capacity(txns.len());
+                    for ops in &txns {
+                        results.push(apply_one(shared, &mut t, &mut meta, ops, &mut published)?);
                     }
-                    responses.push(applied.response);
+                    responses.push(results);
                 }
                 EntryPayload::Normal(Request::Compact(to)) => {
                     t.compact(&mut meta, to)?;

@@ -92,8 +92,15 @@ impl ClusterFilterPlugin for InterPodAffinity {
                 .collect(),
             first_of_group: false,
         };
+        // Without terms of its own, only existing pods with anti-affinity can turn this pod away.
+        let own_terms = !rules.required.is_empty() || !rules.required_anti.is_empty();
         for node in nodes {
-            for other in &node.pods {
+            let others = if own_terms {
+                &node.pods
+            } else {
+                &node.pods_with_affinity
+            };
+            for other in others {
                 for term in &other.pod_affinity.required_anti {
                     if term_selects(term, &other.namespace, pod) {
                         check.existing_anti.extend(domain(node, &term.topology_key));
@@ -196,8 +203,15 @@ impl ClusterScorePlugin for InterPodAffinity {
                 *scores.entry(d).or_default() += weight;
             }
         };
+        // Without preferences of its own, only existing pods' terms can score this pod.
+        let own_terms = !rules.preferred.is_empty() || !rules.preferred_anti.is_empty();
         for node in all {
-            for other in &node.pods {
+            let others = if own_terms {
+                &node.pods
+            } else {
+                &node.pods_with_affinity
+            };
+            for other in others {
                 for w in &rules.preferred {
                     if term_selects(&w.pod_affinity_term, &pod.namespace, other) {
                         add(node, &w.pod_affinity_term.topology_key, i64::from(w.weight));
