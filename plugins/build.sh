@@ -6,6 +6,9 @@
 #   allowed-registries.wasm  WASI preview 1 command (C, clang + wasi-libc)
 #   deny-privileged.wasm     component (Python, componentize-py from PyPI, in <target>/py-venv)
 #   require-name-and-tag.wasm  component (JavaScript, componentize-js from npm, in <target>/js-build)
+# and the example scheduler plugins (wit/scheduler):
+#   zone-spread.wasm         component (Rust, wit-bindgen, wasm32-wasip2)
+#   maintenance-filter.wasm  WASI preview 1 command (C, clang + wasi-libc)
 # Safe to run concurrently (a lock serialises builders) and cheap when nothing changed.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -24,7 +27,7 @@ publish() {
 
 cargo build --quiet --release --target wasm32-wasip2 \
   --manifest-path "$here/rust/Cargo.toml" --target-dir "$target/wasm-guests"
-for p in require-labels default-resources; do
+for p in require-labels default-resources zone-spread; do
   publish "$target/wasm-guests/wasm32-wasip2/release/${p//-/_}.wasm" "$out/$p.wasm"
 done
 
@@ -32,6 +35,11 @@ src="$here/c/allowed-registries/policy.c"
 if [ "$src" -nt "$out/allowed-registries.wasm" ]; then
   clang --target=wasm32-wasi -O2 -Wall -o "$out/allowed-registries.wasm.tmp.$$" "$src"
   mv -f "$out/allowed-registries.wasm.tmp.$$" "$out/allowed-registries.wasm"
+fi
+src="$here/c/maintenance-filter/plugin.c"
+if [ "$src" -nt "$out/maintenance-filter.wasm" ]; then
+  clang --target=wasm32-wasi -O2 -Wall -o "$out/maintenance-filter.wasm.tmp.$$" "$src"
+  mv -f "$out/maintenance-filter.wasm.tmp.$$" "$out/maintenance-filter.wasm"
 fi
 # True when $1 is missing or older than any file under the other arguments.
 stale() {

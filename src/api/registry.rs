@@ -41,6 +41,8 @@ pub enum BuiltinKind {
     RuntimeClass,
     /// wkube.dev ClusterAdmissionPolicy and AdmissionPolicy (see `crate::plugin_host`).
     AdmissionPolicy,
+    /// wkube.dev SchedulerPlugin (see `crate::plugin_host::scheduler`).
+    SchedulerPlugin,
     /// Anything else: the project's own kinds, custom resources.
     Other,
 }
@@ -73,6 +75,7 @@ impl BuiltinKind {
             ("wkube.dev", "ClusterAdmissionPolicy" | "AdmissionPolicy") => {
                 BuiltinKind::AdmissionPolicy
             }
+            ("wkube.dev", "SchedulerPlugin") => BuiltinKind::SchedulerPlugin,
             _ => BuiltinKind::Other,
         }
     }
@@ -275,6 +278,9 @@ impl Registry {
                 categories: NONE, sub: STATUS),
             builtin!(wkube_policy::AdmissionPolicy, plural: "admissionpolicies", singular: "admissionpolicy",
                 namespaced: true, short: &["ap"], categories: NONE, sub: STATUS),
+            builtin!(crate::plugin_host::scheduler::kind::SchedulerPlugin, plural: "schedulerplugins",
+                singular: "schedulerplugin", namespaced: false, short: &["schedplug"],
+                categories: NONE, sub: STATUS),
         ];
         Registry { resources }
     }

@@ -64,6 +64,7 @@ pub fn cells(resource: &ResourceInfo, object: &Value, now: DateTime<Utc>) -> Vec
         Printer::PodDisruptionBudget => pdb_cells(object, now),
         Printer::RuntimeClass => runtime_class_cells(object, now),
         Printer::AdmissionPolicy => admission_policy_cells(object, now),
+        Printer::SchedulerPlugin => scheduler_plugin_cells(object, now),
         Printer::Other => default_cells(object, now),
     };
     debug_assert_eq!(cells.len(), p.columns().len(), "cells misaligned for {p:?}");
@@ -180,6 +181,7 @@ impl Printer {
             Printer::PodDisruptionBudget => PDB_COLUMNS,
             Printer::RuntimeClass => RUNTIME_CLASS_COLUMNS,
             Printer::AdmissionPolicy => ADMISSION_POLICY_COLUMNS,
+            Printer::SchedulerPlugin => SCHEDULER_PLUGIN_COLUMNS,
             Printer::Other => DEFAULT_COLUMNS,
         }
     }
@@ -1529,6 +1531,70 @@ fn admission_policy_cells(p: &Value, now: DateTime<Utc>) -> Vec<Value> {
         s(or(str_at(p, &["status", "phase"]), "Pending")),
         age(p, now),
         Value::Bool(bool_at(p, &["spec", "mutating"])),
+        s(str_at(p, &["status", "message"])),
+    ]
+}
+
+/// wkube.dev scheduler plugins (wkube's own columns).
+const SCHEDULER_PLUGIN_COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Extension Points",
+        "string",
+        "Where the plugin joins the framework.",
+    ),
+    col(
+        "Weight",
+        "integer",
+        "Multiplies the plugin's normalized scores.",
+    ),
+    col(
+        "Status",
+        "string",
+        "Active, or Error when the module, its settings or a call failed.",
+    ),
+    AGE,
+    wide(
+        "Profiles",
+        "string",
+        "The schedulerNames whose pods the plugin serves.",
+    ),
+    wide("Message", "string", "Why the plugin is in Error."),
+];
+
+fn scheduler_plugin_cells(p: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let list = |path: &str| -> Vec<String> {
+        p.pointer(path)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let profiles = list("/spec/profiles");
+    let phase = str_at(p, &["status", "phase"]);
+    vec![
+        name(p),
+        s(list("/spec/extensionPoints").join(",")),
+        Value::from(
+            p.pointer("/spec/weight")
+                .and_then(Value::as_i64)
+                .unwrap_or(1),
+        ),
+        s(if phase.is_empty() {
+            "Pending".to_string()
+        } else {
+            phase.to_string()
+        }),
+        age(p, now),
+        s(if profiles.is_empty() {
+            crate::scheduler::DEFAULT_SCHEDULER_NAME.to_string()
+        } else {
+            profiles.join(",")
+        }),
         s(str_at(p, &["status", "message"])),
     ]
 }

@@ -57,23 +57,43 @@ pub(crate) fn pre(
     PolicyPre::new(pre).map_err(|e| PolicyError::Contract(format!("{e:#}")))
 }
 
-fn store(engine: &Engine, limits: &CallLimits) -> Store<ComponentState> {
-    let stderr = MemoryOutputPipe::new(64 << 10);
-    let ctx = WasiCtxBuilder::new()
-        .stderr(stderr.clone())
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .build();
-    let mut store = Store::new(
-        engine,
+impl ComponentState {
+    /// The empty WASI world under a memory limit (also what scheduler plugins get).
+    pub(crate) fn new(memory_bytes: u64) -> Self {
+        let stderr = MemoryOutputPipe::new(64 << 10);
+        let ctx = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
         ComponentState {
             ctx,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(limits.memory_bytes),
+            limiter: MemoryLimiter::new(memory_bytes),
             stderr,
-        },
-    );
+        }
+    }
+
+    pub(crate) fn limiter(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
+    }
+
+    /// Whether the memory limit refused a growth (the likely cause of a trap).
+    pub(crate) fn memory_hit(&self) -> bool {
+        self.limiter.hit
+    }
+
+    pub(crate) fn log_stderr(&self) {
+        let err = self.stderr.contents();
+        if !err.is_empty() {
+            tracing::debug!(stderr = %String::from_utf8_lossy(&err), "plugin wrote to stderr");
+        }
+    }
+}
+
+fn store(engine: &Engine, limits: &CallLimits) -> Store<ComponentState> {
+    let mut store = Store::new(engine, ComponentState::new(limits.memory_bytes));
     store.limiter(|s| &mut s.limiter);
     arm_deadline(&mut store, limits.timeout);
     store
@@ -127,10 +147,7 @@ async fn instantiate(
 }
 
 fn log_stderr(store: &Store<ComponentState>) {
-    let err = store.data().stderr.contents();
-    if !err.is_empty() {
-        tracing::debug!(stderr = %String::from_utf8_lossy(&err), "policy wrote to stderr");
-    }
+    store.data().log_stderr();
 }
 
 fn to_wit(r: &AdmissionRequest) -> Result<wit::Request, PolicyError> {

@@ -46,6 +46,17 @@ pub(crate) fn build_engine(cfg: &PluginHostConfig) -> Result<Engine, PolicyError
     Engine::new(&config).map_err(|e| PolicyError::Host(format!("configuring wasmtime: {e:#}")))
 }
 
+/// The engine of scheduler plugins: the same configuration with a pool of its own (their
+/// calls are synchronous, on threads of their own, and their instances live long).
+pub(crate) fn build_blocking_engine(cfg: &PluginHostConfig) -> Result<Engine, PolicyError> {
+    let config = crate::runtime::wasm::engine::pooled_config(
+        cfg.max_concurrent_calls,
+        16,
+        cfg.max_memory_bytes,
+    );
+    Engine::new(&config).map_err(|e| PolicyError::Host(format!("configuring wasmtime: {e:#}")))
+}
+
 /// Advances the epoch every [`EPOCH_TICK`]; ends by itself once the engine is dropped.
 pub(crate) fn start_epoch_ticker(engine: &Engine) -> Result<(), PolicyError> {
     let weak = engine.weak();

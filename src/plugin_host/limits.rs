@@ -97,6 +97,20 @@ pub(crate) fn arm_deadline<T>(store: &mut Store<T>, timeout: Duration) {
     });
 }
 
+/// [`arm_deadline`] for stores run without async support (scheduler plugins, on a thread of
+/// their own): the guest keeps running each tick until `timeout` has passed.
+pub(crate) fn arm_deadline_blocking<T>(store: &mut Store<T>, timeout: Duration) {
+    let started = Instant::now();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if started.elapsed() >= timeout {
+            Err(wasmtime::Error::new(DeadlineExceeded))
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
+}
+
 /// Names the reason a call failed.
 pub(crate) fn classify(
     err: &wasmtime::Error,

@@ -19,6 +19,7 @@ mod limits;
 mod policies;
 mod protocol;
 pub mod resource;
+pub mod scheduler;
 #[cfg(test)]
 mod tests;
 
@@ -183,18 +184,18 @@ async fn guarded<T>(
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Component,
     Command,
 }
 
-enum Compiled {
+pub(crate) enum Compiled {
     Component(Component),
     Command(Module),
 }
 
 /// Tells a core module from a component by the binary header, before compiling anything.
-fn detect(bytes: &[u8]) -> Result<Kind, PolicyError> {
+pub(crate) fn detect(bytes: &[u8]) -> Result<Kind, PolicyError> {
     const MAGIC: &[u8] = b"\0asm";
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
         return Err(PolicyError::NotWasm(
@@ -212,7 +213,7 @@ fn detect(bytes: &[u8]) -> Result<Kind, PolicyError> {
     }
 }
 
-fn compile(engine: &Engine, kind: Kind, bytes: &[u8]) -> Result<Compiled, PolicyError> {
+pub(crate) fn compile(engine: &Engine, kind: Kind, bytes: &[u8]) -> Result<Compiled, PolicyError> {
     let err = |e: wasmtime::Error| PolicyError::Compile(format!("{e:#}"));
     match kind {
         Kind::Component => Component::new(engine, bytes)

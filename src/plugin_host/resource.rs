@@ -195,7 +195,7 @@ pub struct AdmissionPolicyStatus {
 
 /// Optional fields as Kubernetes schemas have them: absent, never `null`. (schemars spells
 /// `Option<T>` as a union with null, which kubectl's OpenAPI v2 parser refuses.)
-fn kubernetes_style(schema: &mut schemars::Schema) {
+pub(crate) fn kubernetes_style(schema: &mut schemars::Schema) {
     use schemars::transform::{RecursiveTransform, Transform as _};
     RecursiveTransform(|s: &mut schemars::Schema| {
         let Some(obj) = s.as_object_mut() else { return };

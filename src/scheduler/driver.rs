@@ -139,6 +139,8 @@ impl Driver {
         let mut shutdown = pin!(shutdown);
         let mut node_health = Health::default();
         let mut pod_health = Health::default();
+        // Wasm plugins added, changed or removed: pods they held back get another try.
+        let mut plugin_changes = self.framework.extension_changes();
         info!(scheduler = %self.config.scheduler_name, filters = ?self.framework.filter_names(),
             scores = ?self.framework.score_names(), "scheduler started");
         loop {
@@ -176,6 +178,9 @@ impl Driver {
                     Ok(done) => self.on_task_done(done),
                     Err(e) => warn!(error = %e, "scheduler task failed"),
                 },
+                Some(()) = plugins_changed(&mut plugin_changes) => {
+                    self.queue.move_all_to_active(Instant::now());
+                }
                 () = tokio::time::sleep_until(wakeup.unwrap_or_else(Instant::now)), if wakeup.is_some() => {
                     self.queue.flush(Instant::now());
                 }
@@ -276,7 +281,8 @@ impl Driver {
             .and_then(|s| s.scheduler_name.as_deref())
             .filter(|s| !s.is_empty())
             .unwrap_or(DEFAULT_SCHEDULER_NAME);
-        name == self.config.scheduler_name
+        // Also the profiles that SchedulerPlugin objects name.
+        name == self.config.scheduler_name || self.framework.serves(name)
     }
 
     fn on_pod(&mut self, pod: &Pod, deleted: bool, now: Instant) {
@@ -376,6 +382,14 @@ impl Driver {
                     }
                     .instrument(span),
                 );
+            }
+            Err(ScheduleError::Plugin(failure)) => {
+                // Not the cluster's fault: retry with back-off, as after a binding error.
+                let message = failure.to_string();
+                self.queue.requeue_error(&pod, Instant::now());
+                finish(&span, "error", started);
+                span.in_scope(|| warn!(reason = %message, "a scheduler plugin failed"));
+                self.report_failure(&pod, "SchedulerError", message, span);
             }
             Err(mut err) => {
                 if let ScheduleError::Fit(fit) = &mut err {
@@ -589,6 +603,16 @@ async fn preempt(client: Client, pod: &PodInfo, candidate: &Candidate, component
             Err(e) => warn!(victim = %victim.key(), error = %e, "could not delete the victim"),
         }
     }
+}
+
+/// Resolves when the extension plugins change; never without them (or once their set is gone).
+async fn plugins_changed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<()> {
+    if let Some(r) = rx {
+        if r.changed().await.is_ok() {
+            return Some(());
+        }
+    }
+    std::future::pending().await
 }
 
 fn finish(span: &Span, result: &str, started: Instant) {

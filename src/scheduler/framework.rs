@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
@@ -58,6 +58,10 @@ pub struct PodInfo {
     /// `spec.preemptionPolicy: Never`; only changes the failure message (no preemption here).
     pub preemption_never: bool,
     pub labels: BTreeMap<String, String>,
+    /// For extension plugins, which get a pod's annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.schedulerName`, defaulted: the profile whose extension plugins run for it.
+    pub scheduler_name: String,
     /// `affinity.podAffinity` and `affinity.podAntiAffinity`.
     pub pod_affinity: PodAffinityRules,
     pub topology_spread: Vec<TopologySpreadConstraint>,
@@ -149,6 +153,12 @@ impl PodInfo {
             runtime: pod_runtime(pod),
             preemption_never: spec.preemption_policy.as_deref() == Some("Never"),
             labels: meta.labels.clone().unwrap_or_default(),
+            annotations: meta.annotations.clone().unwrap_or_default(),
+            scheduler_name: spec
+                .scheduler_name
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| super::DEFAULT_SCHEDULER_NAME.to_string()),
             pod_affinity: PodAffinityRules::of(&spec),
             topology_spread: spec.topology_spread_constraints.clone().unwrap_or_default(),
             terminating: meta.deletion_timestamp.is_some(),
@@ -220,7 +230,7 @@ pub enum Readiness {
 }
 
 /// Everything the plugins need to know about a node, including what is already on it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct NodeInfo {
     pub name: String,
     pub labels: BTreeMap<String, String>,
@@ -247,6 +257,38 @@ pub struct NodeInfo {
     pub pods_with_affinity: Vec<Arc<PodInfo>>,
     /// `status.images`: normalized name -> size in bytes.
     pub images: HashMap<String, i64>,
+    /// Unique per version of this value (fresh on creation and on every pod added or removed;
+    /// a clone keeps it): extension plugins that mirror the cluster find what changed since
+    /// their last call by comparing these instead of whole nodes. Not part of equality.
+    pub generation: u64,
+}
+
+/// Source of [`NodeInfo::generation`]; process-wide so that no two versions share one.
+static NODE_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh [`NodeInfo::generation`], for code that edits a node's fields in place.
+pub fn next_generation() -> u64 {
+    NODE_GENERATION.fetch_add(1, Ordering::Relaxed)
+}
+
+impl PartialEq for NodeInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.labels == other.labels
+            && self.taints == other.taints
+            && self.unschedulable == other.unschedulable
+            && self.conditions == other.conditions
+            && self.readiness == other.readiness
+            && self.allocatable == other.allocatable
+            && self.allowed_pods == other.allowed_pods
+            && self.requested == other.requested
+            && self.non_zero_requested == other.non_zero_requested
+            && self.pod_count == other.pod_count
+            && self.runtimes == other.runtimes
+            && self.pods == other.pods
+            && self.pods_with_affinity == other.pods_with_affinity
+            && self.images == other.images
+    }
 }
 
 impl NodeInfo {
@@ -297,6 +339,7 @@ impl NodeInfo {
             pods: Vec::new(),
             pods_with_affinity: Vec::new(),
             images: node_images(&status),
+            generation: next_generation(),
         }
     }
 
@@ -310,12 +353,14 @@ impl NodeInfo {
             self.pods_with_affinity.push(pod.clone());
         }
         self.pods.push(pod);
+        self.generation = next_generation();
     }
 
     pub fn remove_pod(&mut self, pod: &PodInfo) {
         self.requested.sub(&pod.requests);
         self.non_zero_requested.sub(&pod.non_zero_requests);
         self.pod_count -= 1;
+        self.generation = next_generation();
         let same = |p: &Arc<PodInfo>| {
             p.uid == pod.uid && p.name == pod.name && p.namespace == pod.namespace
         };
@@ -452,12 +497,76 @@ pub fn default_normalize(scores: &mut [i64], reverse: bool) {
     }
 }
 
+/// A plugin consulted once per pod per extension point over a whole batch of nodes: how
+/// wasm scheduler plugins (`SchedulerPlugin` objects) join the framework. Unlike a built-in,
+/// a call may fail; the plugin applies its own `failurePolicy`, so an ignored failure comes
+/// back as "no opinion" (`Candidates::Skip`, `Ok(None)`) and only a failure that must hold the
+/// pod back is an `Err`.
+pub trait ExtensionPlugin: Send + Sync {
+    fn name(&self) -> &str;
+    /// Multiplies the plugin's normalized scores.
+    fn weight(&self) -> i64;
+    /// PreFilter, once per cycle before anything else: whether the plugin has a say for this
+    /// pod and on which nodes. `all` is the whole cluster.
+    fn pre_filter(&self, pod: &PodInfo, all: &[&NodeInfo]) -> Result<Candidates, PluginFailure>;
+    /// Filter: one verdict per candidate, in order; `None` when the plugin does not filter.
+    #[allow(clippy::type_complexity)]
+    fn filter(
+        &self,
+        pod: &PodInfo,
+        candidates: &[&NodeInfo],
+    ) -> Result<Option<Vec<Result<(), Reason>>>, PluginFailure>;
+    /// Score: one normalized score (`0..=MAX_NODE_SCORE`) per node, in order; `None` when the
+    /// plugin does not score.
+    fn score(&self, pod: &PodInfo, nodes: &[&NodeInfo]) -> Result<Option<Vec<i64>>, PluginFailure>;
+}
+
+/// What an [`ExtensionPlugin`]'s PreFilter decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Candidates {
+    /// Nothing to check or rank for this pod.
+    Skip,
+    All,
+    /// Only these nodes (by name); the others are rejected as unresolvable.
+    Only(BTreeSet<String>),
+}
+
+/// An extension plugin failed and its `failurePolicy` is `Fail`: the pod waits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginFailure {
+    pub plugin: String,
+    pub message: String,
+}
+
+impl fmt::Display for PluginFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SchedulerPlugin {} failed (failurePolicy Fail): {}",
+            self.plugin, self.message
+        )
+    }
+}
+
+/// The live set of extension plugins, by profile (`schedulerName`). Consulted per pod, so
+/// plugins added, changed or removed take effect on the next cycle.
+pub trait Extensions: Send + Sync {
+    /// The plugins for pods of this scheduler name, in order.
+    fn for_profile(&self, scheduler_name: &str) -> Vec<Arc<dyn ExtensionPlugin>>;
+    /// Whether some plugin names this profile (so that its pods are ours to schedule).
+    fn serves(&self, scheduler_name: &str) -> bool;
+    /// Ticks whenever the set changes: pods that no node fit deserve another try then.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
 /// Why a pod could not be placed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScheduleError {
     /// The cluster has no nodes at all (upstream's `ErrNoNodesAvailable`).
     NoNodes,
     Fit(FitError),
+    /// An extension plugin with `failurePolicy: Fail` failed.
+    Plugin(PluginFailure),
 }
 
 impl fmt::Display for ScheduleError {
@@ -465,6 +574,7 @@ impl fmt::Display for ScheduleError {
         match self {
             ScheduleError::NoNodes => f.write_str("no nodes available to schedule pods"),
             ScheduleError::Fit(e) => e.fmt(f),
+            ScheduleError::Plugin(e) => e.fmt(f),
         }
     }
 }
@@ -547,8 +657,15 @@ pub struct Framework {
     scores: Vec<Box<dyn ScorePlugin>>,
     cluster_filters: Vec<Box<dyn ClusterFilterPlugin>>,
     cluster_scores: Vec<Box<dyn ClusterScorePlugin>>,
+    extensions: Option<Arc<dyn Extensions>>,
     /// Where the next cycle starts filtering, so that sampling visits every node in turn.
     next_start: AtomicUsize,
+}
+
+/// An extension plugin taking part in one cycle, with its PreFilter's narrowing.
+struct Active {
+    plugin: Arc<dyn ExtensionPlugin>,
+    only: Option<BTreeSet<String>>,
 }
 
 /// Upstream's adaptive `percentageOfNodesToScore`: in a big cluster a cycle stops filtering
@@ -570,6 +687,7 @@ impl Framework {
             scores,
             cluster_filters: Vec::new(),
             cluster_scores: Vec::new(),
+            extensions: None,
             next_start: AtomicUsize::new(0),
         }
     }
@@ -583,6 +701,115 @@ impl Framework {
         self.cluster_filters = filters;
         self.cluster_scores = scores;
         self
+    }
+
+    /// Adds the live set of extension (wasm) plugins, run after the built-ins.
+    pub fn with_extensions(mut self, extensions: Arc<dyn Extensions>) -> Self {
+        self.extensions = Some(extensions);
+        self
+    }
+
+    /// Whether pods of this `schedulerName` have extension plugins here.
+    pub fn serves(&self, scheduler_name: &str) -> bool {
+        self.extensions
+            .as_ref()
+            .is_some_and(|e| e.serves(scheduler_name))
+    }
+
+    /// Ticks when the extension plugins change (`None` without extensions).
+    pub fn extension_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.extensions.as_ref().map(|e| e.changes())
+    }
+
+    fn extensions_for(&self, pod: &PodInfo) -> Vec<Arc<dyn ExtensionPlugin>> {
+        self.extensions
+            .as_ref()
+            .map(|e| e.for_profile(&pod.scheduler_name))
+            .unwrap_or_default()
+    }
+
+    /// Runs every extension plugin's PreFilter; those that skip the pod drop out.
+    fn pre_filter_extensions(
+        &self,
+        pod: &PodInfo,
+        all: &[&NodeInfo],
+    ) -> Result<Vec<Active>, PluginFailure> {
+        let mut active = Vec::new();
+        for plugin in self.extensions_for(pod) {
+            let only = match plugin.pre_filter(pod, all)? {
+                Candidates::Skip => continue,
+                Candidates::All => None,
+                Candidates::Only(names) => Some(names),
+            };
+            active.push(Active { plugin, only });
+        }
+        Ok(active)
+    }
+
+    /// One batched Filter call per active extension plugin over `chunk`; the survivors join
+    /// `feasible`, the others get their reasons.
+    fn filter_extensions<'a>(
+        pod: &PodInfo,
+        active: &[Active],
+        mut chunk: Vec<&'a NodeInfo>,
+        reasons: &mut BTreeMap<String, Reason>,
+        feasible: &mut Vec<&'a NodeInfo>,
+    ) -> Result<(), PluginFailure> {
+        for a in active {
+            if chunk.is_empty() {
+                break;
+            }
+            let Some(verdicts) = a.plugin.filter(pod, &chunk)? else {
+                continue;
+            };
+            let mut kept = Vec::with_capacity(chunk.len());
+            for (node, verdict) in chunk.into_iter().zip(verdicts) {
+                match verdict {
+                    Ok(()) => kept.push(node),
+                    Err(reason) => {
+                        reasons.insert(node.name.clone(), reason);
+                    }
+                }
+            }
+            chunk = kept;
+        }
+        feasible.extend(chunk);
+        Ok(())
+    }
+
+    /// Adds each active extension plugin's weighted scores.
+    fn score_extensions(
+        pod: &PodInfo,
+        active: &[Active],
+        nodes: &[&NodeInfo],
+        totals: &mut [i64],
+    ) -> Result<(), PluginFailure> {
+        for a in active {
+            let Some(scores) = a.plugin.score(pod, nodes)? else {
+                continue;
+            };
+            let weight = a.plugin.weight();
+            for (total, s) in totals.iter_mut().zip(scores) {
+                *total += s.clamp(0, MAX_NODE_SCORE) * weight;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the extension plugins accept `node` (preemption's question); a failing plugin
+    /// does not.
+    fn extensions_fit(&self, pod: &PodInfo, node: &NodeInfo, all: &[&NodeInfo]) -> bool {
+        let Ok(active) = self.pre_filter_extensions(pod, all) else {
+            return false;
+        };
+        active.iter().all(|a| {
+            a.only.as_ref().is_none_or(|o| o.contains(&node.name))
+                && match a.plugin.filter(pod, &[node]) {
+                    Ok(Some(v)) => v.first().is_some_and(Result::is_ok),
+                    Ok(None) => true,
+                    Err(_) => false,
+                }
+        })
     }
 
     pub fn filter_names(&self) -> Vec<&'static str> {
@@ -616,6 +843,7 @@ impl Framework {
                 .iter()
                 .filter_map(|p| p.pre_filter(pod, all))
                 .all(|check| check.filter(node).is_ok())
+            && self.extensions_fit(pod, node, all)
     }
 
     /// Weighted total score per node, in the order given.
@@ -643,6 +871,10 @@ impl Framework {
 
     /// Filters every node, scores the feasible ones and picks the best, breaking ties
     /// uniformly at random (so equal nodes share the load, as upstream's `selectHost`).
+    ///
+    /// Nodes are filtered in chunks: the built-in filters pick up to the number of feasible
+    /// nodes still wanted, then each extension plugin filters the chunk in one call, until
+    /// enough nodes are feasible or all were seen.
     pub fn schedule<'a, R: Rng + ?Sized>(
         &self,
         pod: &PodInfo,
@@ -654,6 +886,9 @@ impl Framework {
         let name_restriction = node_name_restriction(pod);
         let all: Vec<&NodeInfo> = nodes.into_iter().collect();
         let num_nodes = all.len();
+        let active = self
+            .pre_filter_extensions(pod, &all)
+            .map_err(ScheduleError::Plugin)?;
         let cluster_checks: Vec<Box<dyn NodeFilter>> = self
             .cluster_filters
             .iter()
@@ -662,32 +897,36 @@ impl Framework {
         let enough = feasible_nodes_to_find(num_nodes);
         let start = self.next_start.load(Ordering::Relaxed) % num_nodes.max(1);
         let mut processed = 0;
-        for i in 0..num_nodes {
-            if feasible.len() >= enough {
-                break;
-            }
-            let node = all[(start + i) % num_nodes];
-            processed += 1;
-            if let Some(allowed) = &name_restriction {
-                // Upstream's NodeAffinity PreFilter narrows the candidates to these names;
-                // the others are reported without running any filter.
-                if !allowed.contains(&node.name) {
-                    reasons.insert(
-                        node.name.clone(),
-                        Reason::unresolvable("node(s) didn't satisfy plugin(s) [NodeAffinity]"),
-                    );
-                    continue;
+        while feasible.len() < enough && processed < num_nodes {
+            let want = enough - feasible.len();
+            let mut chunk = Vec::with_capacity(want);
+            while chunk.len() < want && processed < num_nodes {
+                let node = all[(start + processed) % num_nodes];
+                processed += 1;
+                if let Some(allowed) = &name_restriction {
+                    // Upstream's NodeAffinity PreFilter narrows the candidates to these names;
+                    // the others are reported without running any filter.
+                    if !allowed.contains(&node.name) {
+                        reasons.insert(
+                            node.name.clone(),
+                            Reason::unresolvable("node(s) didn't satisfy plugin(s) [NodeAffinity]"),
+                        );
+                        continue;
+                    }
+                }
+                let verdict = self
+                    .run_filters(pod, node)
+                    .and_then(|()| cluster_checks.iter().try_for_each(|c| c.filter(node)))
+                    .and_then(|()| narrowed(&active, node));
+                match verdict {
+                    Ok(()) => chunk.push(node),
+                    Err(reason) => {
+                        reasons.insert(node.name.clone(), reason);
+                    }
                 }
             }
-            let verdict = self
-                .run_filters(pod, node)
-                .and_then(|()| cluster_checks.iter().try_for_each(|c| c.filter(node)));
-            match verdict {
-                Ok(()) => feasible.push(node),
-                Err(reason) => {
-                    reasons.insert(node.name.clone(), reason);
-                }
-            }
+            Self::filter_extensions(pod, &active, chunk, &mut reasons, &mut feasible)
+                .map_err(ScheduleError::Plugin)?;
         }
         self.next_start
             .store((start + processed) % num_nodes.max(1), Ordering::Relaxed);
@@ -710,7 +949,9 @@ impl Framework {
                 score: 0,
             });
         }
-        let scores = self.run_scores(pod, &all, &feasible);
+        let mut scores = self.run_scores(pod, &all, &feasible);
+        Self::score_extensions(pod, &active, &feasible, &mut scores)
+            .map_err(ScheduleError::Plugin)?;
         let best = scores.iter().copied().max().unwrap_or(0);
         let winners: Vec<usize> = (0..feasible_nodes).filter(|i| scores[*i] == best).collect();
         let pick = winners[rng.random_range(0..winners.len())];
@@ -720,6 +961,19 @@ impl Framework {
             score: best,
         })
     }
+}
+
+/// Rejects a node that an extension plugin's PreFilter left out.
+fn narrowed(active: &[Active], node: &NodeInfo) -> Result<(), Reason> {
+    for a in active {
+        if a.only.as_ref().is_some_and(|o| !o.contains(&node.name)) {
+            return Err(Reason::unresolvable(format!(
+                "node(s) didn't satisfy plugin(s) [{}]",
+                a.plugin.name()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Upstream's NodeAffinity PreFilter: when every required term pins `metadata.name` with
@@ -746,4 +1000,183 @@ fn node_name_restriction(pod: &PodInfo) -> Option<BTreeSet<String>> {
         names.extend(term_names?);
     }
     Some(names)
+}
+
+#[cfg(test)]
+mod extension_tests {
+    use super::*;
+    use crate::scheduler::testutil::{node, pod};
+    use rand::rngs::StdRng;
+    use rand::SeedableRng as _;
+
+    /// An extension plugin whose answers are functions of the node.
+    struct Fake {
+        reject: fn(&NodeInfo) -> bool,
+        score: fn(&NodeInfo) -> i64,
+        weight: i64,
+        only: Option<BTreeSet<String>>,
+        fail: bool,
+        calls: AtomicUsize,
+    }
+
+    impl Fake {
+        fn new(reject: fn(&NodeInfo) -> bool, score: fn(&NodeInfo) -> i64) -> Fake {
+            Fake {
+                reject,
+                score,
+                weight: 1,
+                only: None,
+                fail: false,
+                calls: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl ExtensionPlugin for Fake {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        fn weight(&self) -> i64 {
+            self.weight
+        }
+        fn pre_filter(&self, _: &PodInfo, _: &[&NodeInfo]) -> Result<Candidates, PluginFailure> {
+            Ok(match &self.only {
+                Some(o) => Candidates::Only(o.clone()),
+                None => Candidates::All,
+            })
+        }
+        fn filter(
+            &self,
+            _: &PodInfo,
+            nodes: &[&NodeInfo],
+        ) -> Result<Option<Vec<Result<(), Reason>>>, PluginFailure> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if self.fail {
+                return Err(PluginFailure {
+                    plugin: "fake".into(),
+                    message: "trapped".into(),
+                });
+            }
+            Ok(Some(
+                nodes
+                    .iter()
+                    .map(|n| match (self.reject)(n) {
+                        true => Err(Reason::unresolvable("node(s) rejected by fake")),
+                        false => Ok(()),
+                    })
+                    .collect(),
+            ))
+        }
+        fn score(
+            &self,
+            _: &PodInfo,
+            nodes: &[&NodeInfo],
+        ) -> Result<Option<Vec<i64>>, PluginFailure> {
+            Ok(Some(nodes.iter().map(|n| (self.score)(n)).collect()))
+        }
+    }
+
+    struct Set(Arc<Fake>, tokio::sync::watch::Sender<u64>);
+
+    impl Extensions for Set {
+        fn for_profile(&self, name: &str) -> Vec<Arc<dyn ExtensionPlugin>> {
+            if name == "default-scheduler" {
+                vec![self.0.clone()]
+            } else {
+                vec![]
+            }
+        }
+        fn serves(&self, name: &str) -> bool {
+            name == "default-scheduler"
+        }
+        fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+            self.1.subscribe()
+        }
+    }
+
+    fn framework(fake: Fake) -> (Framework, Arc<Fake>) {
+        let fake = Arc::new(fake);
+        let set = Set(fake.clone(), tokio::sync::watch::Sender::new(0));
+        let f = Framework::new(vec![], vec![]).with_extensions(Arc::new(set));
+        (f, fake)
+    }
+
+    fn nodes(n: usize) -> Vec<NodeInfo> {
+        (0..n).map(|i| node(&format!("n{i:04}"))).collect()
+    }
+
+    fn index(n: &NodeInfo) -> usize {
+        n.name[1..].parse().unwrap_or(0)
+    }
+
+    #[test]
+    fn rejections_are_reasons_and_sampling_goes_on_until_enough_pass() {
+        let (f, fake) = framework(Fake::new(|n| index(n).is_multiple_of(2), |_| 0));
+        let all = nodes(1000);
+        let d = f
+            .schedule(&pod("p"), &all, &mut StdRng::seed_from_u64(1))
+            .expect("fits");
+        assert_eq!(d.feasible_nodes, feasible_nodes_to_find(1000));
+        let chosen: usize = d.node[1..].parse().expect("a node index");
+        assert!(
+            !chosen.is_multiple_of(2),
+            "an odd node, as the plugin wants"
+        );
+        assert!(
+            fake.calls.load(Ordering::Relaxed) > 1,
+            "one batched call per chunk"
+        );
+        let (f, _) = framework(Fake::new(|_| true, |_| 0));
+        let Err(ScheduleError::Fit(e)) =
+            f.schedule(&pod("p"), &all[..3], &mut StdRng::seed_from_u64(1))
+        else {
+            panic!("nothing fits");
+        };
+        assert!(e.to_string().contains("3 node(s) rejected by fake"), "{e}");
+    }
+
+    #[test]
+    fn weighted_scores_decide_and_only_narrows() {
+        let mut fake = Fake::new(|_| false, |n| if n.name == "n0001" { 100 } else { 0 });
+        fake.weight = 5;
+        let (f, _) = framework(fake);
+        let all = nodes(4);
+        for seed in 0..5 {
+            let d = f
+                .schedule(&pod("p"), &all, &mut StdRng::seed_from_u64(seed))
+                .expect("fits");
+            assert_eq!(d.node, "n0001");
+            assert_eq!(d.score, 500);
+        }
+        let mut fake = Fake::new(|_| false, |_| 0);
+        fake.only = Some(BTreeSet::from(["n0002".to_string()]));
+        let (f, _) = framework(fake);
+        let d = f
+            .schedule(&pod("p"), &all, &mut StdRng::seed_from_u64(0))
+            .expect("fits");
+        assert_eq!(d.node, "n0002");
+    }
+
+    #[test]
+    fn a_failing_plugin_under_fail_holds_the_pod_and_other_profiles_skip_it() {
+        let mut fake = Fake::new(|_| false, |_| 0);
+        fake.fail = true;
+        let (f, _) = framework(fake);
+        let all = nodes(3);
+        let err = f
+            .schedule(&pod("p"), &all, &mut StdRng::seed_from_u64(0))
+            .expect_err("held");
+        assert!(matches!(err, ScheduleError::Plugin(_)));
+        assert!(
+            err.to_string().contains("SchedulerPlugin fake failed"),
+            "{err}"
+        );
+        assert!(!f.fits(&pod("p"), &all[0], &all.iter().collect::<Vec<_>>()));
+        let mut other = pod("q");
+        other.scheduler_name = "other".into();
+        assert!(f
+            .schedule(&other, &all, &mut StdRng::seed_from_u64(0))
+            .is_ok());
+        assert!(f.serves("default-scheduler") && !f.serves("other"));
+    }
 }

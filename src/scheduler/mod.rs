@@ -12,8 +12,11 @@
 //! In big clusters a cycle filters only a rotating sample of the nodes (upstream's adaptive
 //! `percentageOfNodesToScore`, [`framework::feasible_nodes_to_find`]).
 //!
-//! Not done (yet): volume and port plugins, multiple profiles, and wasm plugins (which will
-//! wrap as [`framework::ClusterFilterPlugin`]/[`framework::ClusterScorePlugin`]).
+//! Wasm scheduler plugins (`SchedulerPlugin` objects, `crate::plugin_host::scheduler`) join
+//! as [`framework::ExtensionPlugin`]s, one batched call per pod per extension point; a pod's
+//! `schedulerName` picks the profile, i.e. which of them run besides the built-ins.
+//!
+//! Not done (yet): volume and port plugins.
 
 pub mod binder;
 pub mod cache;
@@ -81,12 +84,37 @@ pub enum SchedulerError {
 /// Runs until the client's server goes away for good (its watches fail for
 /// [`API_GIVE_UP`] on end) or `shutdown` resolves. Bindings still in flight at
 /// shutdown are abandoned; the pods stay pending for the next scheduler.
+///
+/// Also runs the `SchedulerPlugin` controller, so wasm plugins join and leave live; if the
+/// plugin host cannot start, the scheduler runs with the built-ins alone.
 pub async fn run(
     client: kube::Client,
     config: SchedulerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SchedulerError> {
-    run_with(client, config, default_framework(), shutdown).await
+    use crate::plugin_host::scheduler::{controller::Controller, PluginSet, SchedulerHost};
+    let mut framework = default_framework();
+    let mut controller = None;
+    match SchedulerHost::new() {
+        Ok(host) => {
+            let set = std::sync::Arc::new(PluginSet::default());
+            framework = framework.with_extensions(set.clone());
+            let c = Controller::new(
+                client.clone(),
+                std::sync::Arc::new(host),
+                set,
+                None,
+                &config.scheduler_name,
+            );
+            controller = Some(tokio::spawn(c.run()));
+        }
+        Err(e) => tracing::warn!(error = %e, "no wasm scheduler plugins: the host did not start"),
+    }
+    let out = run_with(client, config, framework, shutdown).await;
+    if let Some(c) = controller {
+        c.abort();
+    }
+    out
 }
 
 /// [`run`] with a custom set of plugins.

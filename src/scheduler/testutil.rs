@@ -28,6 +28,7 @@ pub fn node(name: &str) -> NodeInfo {
         pods: vec![],
         pods_with_affinity: vec![],
         images: Default::default(),
+        generation: super::framework::next_generation(),
     }
 }
 
@@ -52,6 +53,8 @@ pub fn pod(name: &str) -> PodInfo {
         runtime: "wasmtime".into(),
         preemption_never: false,
         labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+        scheduler_name: "default-scheduler".into(),
         pod_affinity: Default::default(),
         topology_spread: vec![],
         terminating: false,

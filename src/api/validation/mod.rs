@@ -341,8 +341,22 @@ fn validate_kind(kind: Kind, obj: &Value, old: Option<&Value>) -> Vec<FieldError
         Kind::CoreEvent => cluster::validate_event(obj, false),
         Kind::EventsEvent => cluster::validate_event(obj, true),
         Kind::AdmissionPolicy => validate_admission_policy(obj),
+        Kind::SchedulerPlugin => validate_scheduler_plugin(obj),
         Kind::Other => Vec::new(),
     }
+}
+
+/// The spec rules of wkube.dev scheduler plugins live with the plugins themselves.
+fn validate_scheduler_plugin(obj: &Value) -> Vec<FieldError> {
+    crate::plugin_host::scheduler::kind::validate_object(obj)
+        .into_iter()
+        .map(|(field, detail)| FieldError {
+            reason: FieldErrorReason::Invalid,
+            field,
+            detail,
+            bad_value: None,
+        })
+        .collect()
 }
 
 /// The spec rules of wkube.dev admission policies live with the policies themselves.
