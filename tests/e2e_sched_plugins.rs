@@ -1,6 +1,6 @@
 //! End-to-end: wasm scheduler plugins applied with kubectl as `SchedulerPlugin` objects on a
 //! cluster of hollow nodes. zone-spread (Rust component, from a ConfigMap) spreads a group
-//! over racks; maintenance-filter (C command, inline) keeps pods off nodes labelled with
+//! over racks; maintenance-filter (C command, from an OCI registry) keeps pods off nodes labelled with
 //! kubectl; a plugin answering garbage is skipped under `Ignore` (status Error, event) and
 //! holds pods Pending under `Fail` until it is deleted; bad specs are refused with causes.
 
@@ -176,16 +176,24 @@ fn scheduler_plugins_change_placement_and_are_contained() {
         "zone-spread keeps racks within maxSkew 1: {placed:?}"
     );
 
-    // maintenance-filter, inline, for the profile `maint-scheduler`.
+    // maintenance-filter, pulled by OCI reference from the test's own registry, for the
+    // profile `maint-scheduler`.
     let names: Vec<String> = rack_of.keys().cloned().collect();
-    let module = std::fs::read(plugins.join("maintenance-filter.wasm")).expect("built");
+    let registry = common::registry::Registry::start();
+    let reference = format!("{}/plugins/maintenance-filter:v1", registry.host());
+    let module = plugins.join("maintenance-filter.wasm");
+    let out = c.wkube(&["image", "push", &module.to_string_lossy(), &reference]);
+    assert!(
+        out.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     c.ok_stdin(
         &["apply", "-f", "-"],
         &format!(
             r#"{{"apiVersion":"wkube.dev/v1alpha1","kind":"SchedulerPlugin","metadata":{{"name":"maintenance"}},
-            "spec":{{"module":{{"inline":"{}"}},"extensionPoints":["Filter"],
-            "settings":{{"labelKey":"{MAINTENANCE}"}},"profiles":["maint-scheduler"]}}}}"#,
-            inline(&module)
+            "spec":{{"module":{{"image":"{reference}"}},"extensionPoints":["Filter"],
+            "settings":{{"labelKey":"{MAINTENANCE}"}},"profiles":["maint-scheduler"]}}}}"#
         ),
     );
     wait_phase(&c, "maintenance", "Active");

@@ -35,6 +35,7 @@ API_PACKAGES = [
     "policy/v1",
     "authentication/v1",
     "autoscaling/v1",
+    "node/v1",
 ]
 APIMACHINERY_PACKAGES = [
     "pkg/apis/meta/v1",

@@ -92,13 +92,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio::spawn(crate::controllers::namespace::run(rest.clone()));
 
     // Admission policies (wasm): in the write path from here on; modules named by OCI
-    // reference are pulled into their own store.
+    // reference (also those of scheduler plugins) are pulled into their own store.
     let policy_images = crate::image::ImageStore::open(crate::image::ImageStoreConfig {
         root: data_dir.join("policy-images"),
         insecure_registries: Vec::new(),
     })
     .context("opening the policy module store")?;
-    crate::plugin_host::start_admission(&rest, Some(policy_images))
+    crate::plugin_host::start_admission(&rest, Some(policy_images.clone()))
         .context("starting admission policies")?;
 
     let mut authenticator = Authenticator::new();
@@ -148,9 +148,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     say(&format!("API server listening on {url}"));
 
     crate::install_crypto_provider();
+    // Scheduler plugin modules named by OCI reference share the policy module store.
     let scheduler = tokio::spawn(crate::scheduler::run(
         client.clone(),
         crate::scheduler::SchedulerConfig::default(),
+        Some(policy_images),
         stopped(),
     ));
     say("scheduler started");

@@ -327,7 +327,7 @@ mod tests {
             s.pods = vec![api_pod("web", "500m")];
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run(api.client(), config(), async {
+        let task = tokio::spawn(run(api.client(), config(), None, async {
             let _ = stopped.await;
         }));
         let bound = eventually(|| bindings(&api).first().cloned()).await;
@@ -359,7 +359,7 @@ mod tests {
             s.pods = vec![api_pod("big", "3")];
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run(api.client(), config(), async {
+        let task = tokio::spawn(run(api.client(), config(), None, async {
             let _ = stopped.await;
         }));
         let failed = eventually(|| {
@@ -427,7 +427,7 @@ mod tests {
             s.pods = vec![api_pod("a", "600m"), api_pod("b", "600m")];
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run(api.client(), config(), async {
+        let task = tokio::spawn(run(api.client(), config(), None, async {
             let _ = stopped.await;
         }));
         assert!(eventually(|| events_with_reason(&api, "FailedScheduling")

@@ -90,6 +90,7 @@ pub enum SchedulerError {
 pub async fn run(
     client: kube::Client,
     config: SchedulerConfig,
+    plugin_images: Option<crate::image::ImageStore>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SchedulerError> {
     use crate::plugin_host::scheduler::{controller::Controller, PluginSet, SchedulerHost};
@@ -103,7 +104,7 @@ pub async fn run(
                 client.clone(),
                 std::sync::Arc::new(host),
                 set,
-                None,
+                plugin_images,
                 &config.scheduler_name,
             );
             controller = Some(tokio::spawn(c.run()));

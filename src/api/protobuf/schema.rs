@@ -20,18 +20,18 @@ const fn f(tag: u32, json: &'static str, ty: Ty, label: Label, omit_zero: bool) 
 pub static MESSAGES: &[Message] = &[
     // 0
     Message { name: "k8s.io.api.apps.v1.ControllerRevision", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "data", Ty::RawExtension, Label::Optional, true),
         f(3, "revision", Ty::Int64, Label::Optional, false),
     ] },
     // 1
     Message { name: "k8s.io.api.apps.v1.ControllerRevisionList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(0), Label::Repeated, false),
     ] },
     // 2
     Message { name: "k8s.io.api.apps.v1.DaemonSet", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(5), Label::Optional, true),
         f(3, "status", Ty::Message(6), Label::Optional, true),
     ] },
@@ -45,12 +45,12 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 4
     Message { name: "k8s.io.api.apps.v1.DaemonSetList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(2), Label::Repeated, false),
     ] },
     // 5
     Message { name: "k8s.io.api.apps.v1.DaemonSetSpec", array_wrapper: false, fields: &[
-        f(1, "selector", Ty::Message(349), Label::Optional, false),
+        f(1, "selector", Ty::Message(353), Label::Optional, false),
         f(2, "template", Ty::Message(238), Label::Optional, false),
         f(3, "updateStrategy", Ty::Message(7), Label::Optional, true),
         f(4, "minReadySeconds", Ty::Int32, Label::Optional, true),
@@ -76,7 +76,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 8
     Message { name: "k8s.io.api.apps.v1.Deployment", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(11), Label::Optional, true),
         f(3, "status", Ty::Message(12), Label::Optional, true),
     ] },
@@ -91,13 +91,13 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 10
     Message { name: "k8s.io.api.apps.v1.DeploymentList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(8), Label::Repeated, false),
     ] },
     // 11
     Message { name: "k8s.io.api.apps.v1.DeploymentSpec", array_wrapper: false, fields: &[
         f(1, "replicas", Ty::Int32, Label::Optional, false),
-        f(2, "selector", Ty::Message(349), Label::Optional, false),
+        f(2, "selector", Ty::Message(353), Label::Optional, false),
         f(3, "template", Ty::Message(238), Label::Optional, false),
         f(4, "strategy", Ty::Message(13), Label::Optional, true),
         f(5, "minReadySeconds", Ty::Int32, Label::Optional, true),
@@ -124,7 +124,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 14
     Message { name: "k8s.io.api.apps.v1.ReplicaSet", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(17), Label::Optional, true),
         f(3, "status", Ty::Message(18), Label::Optional, true),
     ] },
@@ -138,13 +138,13 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 16
     Message { name: "k8s.io.api.apps.v1.ReplicaSetList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(14), Label::Repeated, false),
     ] },
     // 17
     Message { name: "k8s.io.api.apps.v1.ReplicaSetSpec", array_wrapper: false, fields: &[
         f(1, "replicas", Ty::Int32, Label::Optional, false),
-        f(2, "selector", Ty::Message(349), Label::Optional, false),
+        f(2, "selector", Ty::Message(353), Label::Optional, false),
         f(3, "template", Ty::Message(238), Label::Optional, true),
         f(4, "minReadySeconds", Ty::Int32, Label::Optional, true),
     ] },
@@ -175,7 +175,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 22
     Message { name: "k8s.io.api.apps.v1.StatefulSet", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(27), Label::Optional, true),
         f(3, "status", Ty::Message(28), Label::Optional, true),
     ] },
@@ -189,7 +189,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 24
     Message { name: "k8s.io.api.apps.v1.StatefulSetList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(22), Label::Repeated, false),
     ] },
     // 25
@@ -204,7 +204,7 @@ pub static MESSAGES: &[Message] = &[
     // 27
     Message { name: "k8s.io.api.apps.v1.StatefulSetSpec", array_wrapper: false, fields: &[
         f(1, "replicas", Ty::Int32, Label::Optional, false),
-        f(2, "selector", Ty::Message(349), Label::Optional, false),
+        f(2, "selector", Ty::Message(353), Label::Optional, false),
         f(3, "template", Ty::Message(238), Label::Optional, false),
         f(4, "volumeClaimTemplates", Ty::Message(200), Label::Repeated, true),
         f(5, "serviceName", Ty::String, Label::Optional, false),
@@ -246,7 +246,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 32
     Message { name: "k8s.io.api.authentication.v1.SelfSubjectReview", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "status", Ty::Message(33), Label::Optional, true),
     ] },
     // 33
@@ -255,7 +255,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 34
     Message { name: "k8s.io.api.authentication.v1.TokenRequest", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(35), Label::Optional, false),
         f(3, "status", Ty::Message(36), Label::Optional, true),
     ] },
@@ -272,7 +272,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 37
     Message { name: "k8s.io.api.authentication.v1.TokenReview", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(38), Label::Optional, false),
         f(3, "status", Ty::Message(39), Label::Optional, true),
     ] },
@@ -318,20 +318,20 @@ pub static MESSAGES: &[Message] = &[
     // 44
     Message { name: "k8s.io.api.autoscaling.v1.ExternalMetricSource", array_wrapper: false, fields: &[
         f(1, "metricName", Ty::String, Label::Optional, false),
-        f(2, "metricSelector", Ty::Message(349), Label::Optional, false),
+        f(2, "metricSelector", Ty::Message(353), Label::Optional, false),
         f(3, "targetValue", Ty::Quantity, Label::Optional, false),
         f(4, "targetAverageValue", Ty::Quantity, Label::Optional, false),
     ] },
     // 45
     Message { name: "k8s.io.api.autoscaling.v1.ExternalMetricStatus", array_wrapper: false, fields: &[
         f(1, "metricName", Ty::String, Label::Optional, false),
-        f(2, "metricSelector", Ty::Message(349), Label::Optional, false),
+        f(2, "metricSelector", Ty::Message(353), Label::Optional, false),
         f(3, "currentValue", Ty::Quantity, Label::Optional, false),
         f(4, "currentAverageValue", Ty::Quantity, Label::Optional, false),
     ] },
     // 46
     Message { name: "k8s.io.api.autoscaling.v1.HorizontalPodAutoscaler", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(49), Label::Optional, true),
         f(3, "status", Ty::Message(50), Label::Optional, true),
     ] },
@@ -345,7 +345,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 48
     Message { name: "k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(46), Label::Repeated, false),
     ] },
     // 49
@@ -386,7 +386,7 @@ pub static MESSAGES: &[Message] = &[
         f(1, "target", Ty::Message(43), Label::Optional, false),
         f(2, "metricName", Ty::String, Label::Optional, false),
         f(3, "targetValue", Ty::Quantity, Label::Optional, false),
-        f(4, "selector", Ty::Message(349), Label::Optional, false),
+        f(4, "selector", Ty::Message(353), Label::Optional, false),
         f(5, "averageValue", Ty::Quantity, Label::Optional, false),
     ] },
     // 54
@@ -394,20 +394,20 @@ pub static MESSAGES: &[Message] = &[
         f(1, "target", Ty::Message(43), Label::Optional, false),
         f(2, "metricName", Ty::String, Label::Optional, false),
         f(3, "currentValue", Ty::Quantity, Label::Optional, false),
-        f(4, "selector", Ty::Message(349), Label::Optional, false),
+        f(4, "selector", Ty::Message(353), Label::Optional, false),
         f(5, "averageValue", Ty::Quantity, Label::Optional, false),
     ] },
     // 55
     Message { name: "k8s.io.api.autoscaling.v1.PodsMetricSource", array_wrapper: false, fields: &[
         f(1, "metricName", Ty::String, Label::Optional, false),
         f(2, "targetAverageValue", Ty::Quantity, Label::Optional, false),
-        f(3, "selector", Ty::Message(349), Label::Optional, false),
+        f(3, "selector", Ty::Message(353), Label::Optional, false),
     ] },
     // 56
     Message { name: "k8s.io.api.autoscaling.v1.PodsMetricStatus", array_wrapper: false, fields: &[
         f(1, "metricName", Ty::String, Label::Optional, false),
         f(2, "currentAverageValue", Ty::Quantity, Label::Optional, false),
-        f(3, "selector", Ty::Message(349), Label::Optional, false),
+        f(3, "selector", Ty::Message(353), Label::Optional, false),
     ] },
     // 57
     Message { name: "k8s.io.api.autoscaling.v1.ResourceMetricSource", array_wrapper: false, fields: &[
@@ -423,7 +423,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 59
     Message { name: "k8s.io.api.autoscaling.v1.Scale", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(60), Label::Optional, true),
         f(3, "status", Ty::Message(61), Label::Optional, true),
     ] },
@@ -438,13 +438,13 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 62
     Message { name: "k8s.io.api.batch.v1.CronJob", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(64), Label::Optional, true),
         f(3, "status", Ty::Message(65), Label::Optional, true),
     ] },
     // 63
     Message { name: "k8s.io.api.batch.v1.CronJobList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(62), Label::Repeated, false),
     ] },
     // 64
@@ -466,7 +466,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 66
     Message { name: "k8s.io.api.batch.v1.Job", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(69), Label::Optional, true),
         f(3, "status", Ty::Message(70), Label::Optional, true),
     ] },
@@ -481,7 +481,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 68
     Message { name: "k8s.io.api.batch.v1.JobList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(66), Label::Repeated, false),
     ] },
     // 69
@@ -489,7 +489,7 @@ pub static MESSAGES: &[Message] = &[
         f(1, "parallelism", Ty::Int32, Label::Optional, false),
         f(2, "completions", Ty::Int32, Label::Optional, false),
         f(3, "activeDeadlineSeconds", Ty::Int64, Label::Optional, false),
-        f(4, "selector", Ty::Message(349), Label::Optional, false),
+        f(4, "selector", Ty::Message(353), Label::Optional, false),
         f(5, "manualSelector", Ty::Bool, Label::Optional, false),
         f(6, "template", Ty::Message(238), Label::Optional, false),
         f(7, "backoffLimit", Ty::Int32, Label::Optional, false),
@@ -519,7 +519,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 71
     Message { name: "k8s.io.api.batch.v1.JobTemplateSpec", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(69), Label::Optional, true),
     ] },
     // 72
@@ -559,12 +559,12 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 79
     Message { name: "k8s.io.api.coordination.v1.Lease", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(81), Label::Optional, true),
     ] },
     // 80
     Message { name: "k8s.io.api.coordination.v1.LeaseList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(79), Label::Repeated, false),
     ] },
     // 81
@@ -628,7 +628,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 90
     Message { name: "k8s.io.api.core.v1.Binding", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "target", Ty::Message(198), Label::Optional, false),
     ] },
     // 91
@@ -697,7 +697,7 @@ pub static MESSAGES: &[Message] = &[
     Message { name: "k8s.io.api.core.v1.ClusterTrustBundleProjection", array_wrapper: false, fields: &[
         f(1, "name", Ty::String, Label::Optional, false),
         f(2, "signerName", Ty::String, Label::Optional, false),
-        f(3, "labelSelector", Ty::Message(349), Label::Optional, false),
+        f(3, "labelSelector", Ty::Message(353), Label::Optional, false),
         f(4, "path", Ty::String, Label::Optional, false),
         f(5, "optional", Ty::Bool, Label::Optional, false),
     ] },
@@ -710,17 +710,17 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 101
     Message { name: "k8s.io.api.core.v1.ComponentStatus", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "conditions", Ty::Message(100), Label::Repeated, true),
     ] },
     // 102
     Message { name: "k8s.io.api.core.v1.ComponentStatusList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(101), Label::Repeated, false),
     ] },
     // 103
     Message { name: "k8s.io.api.core.v1.ConfigMap", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "data", Ty::String, Label::Map, true),
         f(3, "binaryData", Ty::Bytes, Label::Map, true),
         f(4, "immutable", Ty::Bool, Label::Optional, false),
@@ -738,7 +738,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 106
     Message { name: "k8s.io.api.core.v1.ConfigMapList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(103), Label::Repeated, false),
     ] },
     // 107
@@ -901,12 +901,12 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 128
     Message { name: "k8s.io.api.core.v1.Endpoints", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "subsets", Ty::Message(127), Label::Repeated, true),
     ] },
     // 129
     Message { name: "k8s.io.api.core.v1.EndpointsList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(128), Label::Repeated, false),
     ] },
     // 130
@@ -966,7 +966,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 136
     Message { name: "k8s.io.api.core.v1.Event", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, false),
+        f(1, "metadata", Ty::Message(359), Label::Optional, false),
         f(2, "involvedObject", Ty::Message(198), Label::Optional, false),
         f(3, "reason", Ty::String, Label::Optional, true),
         f(4, "message", Ty::String, Label::Optional, true),
@@ -984,7 +984,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 137
     Message { name: "k8s.io.api.core.v1.EventList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(136), Label::Repeated, false),
     ] },
     // 138
@@ -1142,7 +1142,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 161
     Message { name: "k8s.io.api.core.v1.LimitRange", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(164), Label::Optional, true),
     ] },
     // 162
@@ -1156,7 +1156,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 163
     Message { name: "k8s.io.api.core.v1.LimitRangeList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(161), Label::Repeated, false),
     ] },
     // 164
@@ -1171,7 +1171,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 166
     Message { name: "k8s.io.api.core.v1.List", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, false),
+        f(1, "metadata", Ty::Message(356), Label::Optional, false),
         f(2, "items", Ty::RawExtension, Label::Repeated, false),
     ] },
     // 167
@@ -1207,7 +1207,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 173
     Message { name: "k8s.io.api.core.v1.Namespace", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(176), Label::Optional, true),
         f(3, "status", Ty::Message(177), Label::Optional, true),
     ] },
@@ -1221,7 +1221,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 175
     Message { name: "k8s.io.api.core.v1.NamespaceList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(173), Label::Repeated, false),
     ] },
     // 176
@@ -1235,7 +1235,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 178
     Message { name: "k8s.io.api.core.v1.Node", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(193), Label::Optional, true),
         f(3, "status", Ty::Message(194), Label::Optional, true),
     ] },
@@ -1279,7 +1279,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 186
     Message { name: "k8s.io.api.core.v1.NodeList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(178), Label::Repeated, false),
     ] },
     // 187
@@ -1372,13 +1372,13 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 199
     Message { name: "k8s.io.api.core.v1.PersistentVolume", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(209), Label::Optional, true),
         f(3, "status", Ty::Message(210), Label::Optional, true),
     ] },
     // 200
     Message { name: "k8s.io.api.core.v1.PersistentVolumeClaim", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(203), Label::Optional, true),
         f(3, "status", Ty::Message(204), Label::Optional, true),
     ] },
@@ -1393,7 +1393,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 202
     Message { name: "k8s.io.api.core.v1.PersistentVolumeClaimList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(200), Label::Repeated, false),
     ] },
     // 203
@@ -1401,7 +1401,7 @@ pub static MESSAGES: &[Message] = &[
         f(1, "accessModes", Ty::String, Label::Repeated, true),
         f(2, "resources", Ty::Message(308), Label::Optional, true),
         f(3, "volumeName", Ty::String, Label::Optional, true),
-        f(4, "selector", Ty::Message(349), Label::Optional, false),
+        f(4, "selector", Ty::Message(353), Label::Optional, false),
         f(5, "storageClassName", Ty::String, Label::Optional, false),
         f(6, "volumeMode", Ty::String, Label::Optional, false),
         f(7, "dataSource", Ty::Message(300), Label::Optional, false),
@@ -1421,7 +1421,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 205
     Message { name: "k8s.io.api.core.v1.PersistentVolumeClaimTemplate", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(203), Label::Optional, false),
     ] },
     // 206
@@ -1431,7 +1431,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 207
     Message { name: "k8s.io.api.core.v1.PersistentVolumeList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(199), Label::Repeated, false),
     ] },
     // 208
@@ -1486,7 +1486,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 212
     Message { name: "k8s.io.api.core.v1.Pod", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(233), Label::Optional, true),
         f(3, "status", Ty::Message(234), Label::Optional, true),
     ] },
@@ -1497,10 +1497,10 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 214
     Message { name: "k8s.io.api.core.v1.PodAffinityTerm", array_wrapper: false, fields: &[
-        f(1, "labelSelector", Ty::Message(349), Label::Optional, false),
+        f(1, "labelSelector", Ty::Message(353), Label::Optional, false),
         f(2, "namespaces", Ty::String, Label::Repeated, true),
         f(3, "topologyKey", Ty::String, Label::Optional, false),
-        f(4, "namespaceSelector", Ty::Message(349), Label::Optional, false),
+        f(4, "namespaceSelector", Ty::Message(353), Label::Optional, false),
         f(5, "matchLabelKeys", Ty::String, Label::Repeated, true),
         f(6, "mismatchLabelKeys", Ty::String, Label::Repeated, true),
     ] },
@@ -1553,7 +1553,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 222
     Message { name: "k8s.io.api.core.v1.PodList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(212), Label::Repeated, false),
     ] },
     // 223
@@ -1618,7 +1618,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 232
     Message { name: "k8s.io.api.core.v1.PodSignature", array_wrapper: false, fields: &[
-        f(1, "podController", Ty::Message(356), Label::Optional, false),
+        f(1, "podController", Ty::Message(360), Label::Optional, false),
     ] },
     // 233
     Message { name: "k8s.io.api.core.v1.PodSpec", array_wrapper: false, fields: &[
@@ -1685,22 +1685,22 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 235
     Message { name: "k8s.io.api.core.v1.PodStatusResult", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "status", Ty::Message(234), Label::Optional, true),
     ] },
     // 236
     Message { name: "k8s.io.api.core.v1.PodTemplate", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "template", Ty::Message(238), Label::Optional, true),
     ] },
     // 237
     Message { name: "k8s.io.api.core.v1.PodTemplateList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(236), Label::Repeated, false),
     ] },
     // 238
     Message { name: "k8s.io.api.core.v1.PodTemplateSpec", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(233), Label::Optional, true),
     ] },
     // 239
@@ -1786,13 +1786,13 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 250
     Message { name: "k8s.io.api.core.v1.RangeAllocation", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "range", Ty::String, Label::Optional, false),
         f(3, "data", Ty::Bytes, Label::Optional, false),
     ] },
     // 251
     Message { name: "k8s.io.api.core.v1.ReplicationController", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(254), Label::Optional, true),
         f(3, "status", Ty::Message(255), Label::Optional, true),
     ] },
@@ -1806,7 +1806,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 253
     Message { name: "k8s.io.api.core.v1.ReplicationControllerList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(251), Label::Repeated, false),
     ] },
     // 254
@@ -1843,13 +1843,13 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 259
     Message { name: "k8s.io.api.core.v1.ResourceQuota", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(261), Label::Optional, true),
         f(3, "status", Ty::Message(262), Label::Optional, true),
     ] },
     // 260
     Message { name: "k8s.io.api.core.v1.ResourceQuotaList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(259), Label::Repeated, false),
     ] },
     // 261
@@ -1924,7 +1924,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 271
     Message { name: "k8s.io.api.core.v1.Secret", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "data", Ty::Bytes, Label::Map, true),
         f(3, "type", Ty::String, Label::Optional, true),
         f(4, "stringData", Ty::String, Label::Map, true),
@@ -1943,7 +1943,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 274
     Message { name: "k8s.io.api.core.v1.SecretList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(271), Label::Repeated, false),
     ] },
     // 275
@@ -1985,20 +1985,20 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 280
     Message { name: "k8s.io.api.core.v1.Service", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "spec", Ty::Message(287), Label::Optional, true),
         f(3, "status", Ty::Message(288), Label::Optional, true),
     ] },
     // 281
     Message { name: "k8s.io.api.core.v1.ServiceAccount", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "secrets", Ty::Message(198), Label::Repeated, true),
         f(3, "imagePullSecrets", Ty::Message(169), Label::Repeated, true),
         f(4, "automountServiceAccountToken", Ty::Bool, Label::Optional, false),
     ] },
     // 282
     Message { name: "k8s.io.api.core.v1.ServiceAccountList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(281), Label::Repeated, false),
     ] },
     // 283
@@ -2009,7 +2009,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 284
     Message { name: "k8s.io.api.core.v1.ServiceList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(280), Label::Repeated, false),
     ] },
     // 285
@@ -2051,7 +2051,7 @@ pub static MESSAGES: &[Message] = &[
     // 288
     Message { name: "k8s.io.api.core.v1.ServiceStatus", array_wrapper: false, fields: &[
         f(1, "loadBalancer", Ty::Message(168), Label::Optional, true),
-        f(2, "conditions", Ty::Message(338), Label::Repeated, true),
+        f(2, "conditions", Ty::Message(342), Label::Repeated, true),
     ] },
     // 289
     Message { name: "k8s.io.api.core.v1.SessionAffinityConfig", array_wrapper: false, fields: &[
@@ -2116,7 +2116,7 @@ pub static MESSAGES: &[Message] = &[
         f(1, "maxSkew", Ty::Int32, Label::Optional, false),
         f(2, "topologyKey", Ty::String, Label::Optional, false),
         f(3, "whenUnsatisfiable", Ty::String, Label::Optional, false),
-        f(4, "labelSelector", Ty::Message(349), Label::Optional, false),
+        f(4, "labelSelector", Ty::Message(353), Label::Optional, false),
         f(5, "minDomains", Ty::Int32, Label::Optional, false),
         f(6, "nodeAffinityPolicy", Ty::String, Label::Optional, false),
         f(7, "nodeTaintsPolicy", Ty::String, Label::Optional, false),
@@ -2262,14 +2262,14 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 317
     Message { name: "k8s.io.api.discovery.v1.EndpointSlice", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "endpoints", Ty::Message(313), Label::Repeated, false),
         f(3, "ports", Ty::Message(316), Label::Repeated, false),
         f(4, "addressType", Ty::String, Label::Optional, false),
     ] },
     // 318
     Message { name: "k8s.io.api.discovery.v1.EndpointSliceList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(317), Label::Repeated, false),
     ] },
     // 319
@@ -2282,7 +2282,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 321
     Message { name: "k8s.io.api.events.v1.Event", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, false),
+        f(1, "metadata", Ty::Message(359), Label::Optional, false),
         f(2, "eventTime", Ty::MicroTime, Label::Optional, false),
         f(3, "series", Ty::Message(323), Label::Optional, false),
         f(4, "reportingController", Ty::String, Label::Optional, true),
@@ -2300,7 +2300,7 @@ pub static MESSAGES: &[Message] = &[
     ] },
     // 322
     Message { name: "k8s.io.api.events.v1.EventList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(321), Label::Repeated, false),
     ] },
     // 323
@@ -2309,29 +2309,50 @@ pub static MESSAGES: &[Message] = &[
         f(2, "lastObservedTime", Ty::MicroTime, Label::Optional, false),
     ] },
     // 324
-    Message { name: "k8s.io.api.policy.v1.Eviction", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
-        f(2, "deleteOptions", Ty::Message(340), Label::Optional, false),
+    Message { name: "k8s.io.api.node.v1.Overhead", array_wrapper: false, fields: &[
+        f(1, "podFixed", Ty::Quantity, Label::Map, true),
     ] },
     // 325
-    Message { name: "k8s.io.api.policy.v1.PodDisruptionBudget", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
-        f(2, "spec", Ty::Message(327), Label::Optional, true),
-        f(3, "status", Ty::Message(328), Label::Optional, true),
+    Message { name: "k8s.io.api.node.v1.RuntimeClass", array_wrapper: false, fields: &[
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
+        f(2, "handler", Ty::String, Label::Optional, false),
+        f(3, "overhead", Ty::Message(324), Label::Optional, false),
+        f(4, "scheduling", Ty::Message(327), Label::Optional, false),
     ] },
     // 326
-    Message { name: "k8s.io.api.policy.v1.PodDisruptionBudgetList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+    Message { name: "k8s.io.api.node.v1.RuntimeClassList", array_wrapper: false, fields: &[
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::Message(325), Label::Repeated, false),
     ] },
     // 327
+    Message { name: "k8s.io.api.node.v1.Scheduling", array_wrapper: false, fields: &[
+        f(1, "nodeSelector", Ty::String, Label::Map, true),
+        f(2, "tolerations", Ty::Message(296), Label::Repeated, true),
+    ] },
+    // 328
+    Message { name: "k8s.io.api.policy.v1.Eviction", array_wrapper: false, fields: &[
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
+        f(2, "deleteOptions", Ty::Message(344), Label::Optional, false),
+    ] },
+    // 329
+    Message { name: "k8s.io.api.policy.v1.PodDisruptionBudget", array_wrapper: false, fields: &[
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
+        f(2, "spec", Ty::Message(331), Label::Optional, true),
+        f(3, "status", Ty::Message(332), Label::Optional, true),
+    ] },
+    // 330
+    Message { name: "k8s.io.api.policy.v1.PodDisruptionBudgetList", array_wrapper: false, fields: &[
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
+        f(2, "items", Ty::Message(329), Label::Repeated, false),
+    ] },
+    // 331
     Message { name: "k8s.io.api.policy.v1.PodDisruptionBudgetSpec", array_wrapper: false, fields: &[
         f(1, "minAvailable", Ty::IntOrString, Label::Optional, false),
-        f(2, "selector", Ty::Message(349), Label::Optional, false),
+        f(2, "selector", Ty::Message(353), Label::Optional, false),
         f(3, "maxUnavailable", Ty::IntOrString, Label::Optional, false),
         f(4, "unhealthyPodEvictionPolicy", Ty::String, Label::Optional, false),
     ] },
-    // 328
+    // 332
     Message { name: "k8s.io.api.policy.v1.PodDisruptionBudgetStatus", array_wrapper: false, fields: &[
         f(1, "observedGeneration", Ty::Int64, Label::Optional, true),
         f(2, "disruptedPods", Ty::Time, Label::Map, true),
@@ -2339,42 +2360,42 @@ pub static MESSAGES: &[Message] = &[
         f(4, "currentHealthy", Ty::Int32, Label::Optional, false),
         f(5, "desiredHealthy", Ty::Int32, Label::Optional, false),
         f(6, "expectedPods", Ty::Int32, Label::Optional, false),
-        f(7, "conditions", Ty::Message(338), Label::Repeated, true),
+        f(7, "conditions", Ty::Message(342), Label::Repeated, true),
     ] },
-    // 329
+    // 333
     Message { name: "k8s.io.api.scheduling.v1.PriorityClass", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
         f(2, "value", Ty::Int32, Label::Optional, false),
         f(3, "globalDefault", Ty::Bool, Label::Optional, true),
         f(4, "description", Ty::String, Label::Optional, true),
         f(5, "preemptionPolicy", Ty::String, Label::Optional, false),
     ] },
-    // 330
+    // 334
     Message { name: "k8s.io.api.scheduling.v1.PriorityClassList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
-        f(2, "items", Ty::Message(329), Label::Repeated, false),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
+        f(2, "items", Ty::Message(333), Label::Repeated, false),
     ] },
-    // 331
+    // 335
     Message { name: "k8s.io.apimachinery.pkg.api.resource.QuantityValue", array_wrapper: false, fields: &[
         f(1, "string", Ty::String, Label::Optional, false),
     ] },
-    // 332
+    // 336
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.APIGroup", array_wrapper: false, fields: &[
         f(1, "name", Ty::String, Label::Optional, false),
-        f(2, "versions", Ty::Message(346), Label::Repeated, false),
-        f(3, "preferredVersion", Ty::Message(346), Label::Optional, true),
-        f(4, "serverAddressByClientCIDRs", Ty::Message(363), Label::Repeated, true),
+        f(2, "versions", Ty::Message(350), Label::Repeated, false),
+        f(3, "preferredVersion", Ty::Message(350), Label::Optional, true),
+        f(4, "serverAddressByClientCIDRs", Ty::Message(367), Label::Repeated, true),
     ] },
-    // 333
+    // 337
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.APIGroupList", array_wrapper: false, fields: &[
-        f(1, "groups", Ty::Message(332), Label::Repeated, false),
+        f(1, "groups", Ty::Message(336), Label::Repeated, false),
     ] },
-    // 334
+    // 338
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.APIResource", array_wrapper: false, fields: &[
         f(1, "name", Ty::String, Label::Optional, false),
         f(2, "namespaced", Ty::Bool, Label::Optional, false),
         f(3, "kind", Ty::String, Label::Optional, false),
-        f(4, "verbs", Ty::Message(371), Label::Optional, false),
+        f(4, "verbs", Ty::Message(375), Label::Optional, false),
         f(5, "shortNames", Ty::String, Label::Repeated, true),
         f(6, "singularName", Ty::String, Label::Optional, false),
         f(7, "categories", Ty::String, Label::Repeated, true),
@@ -2382,23 +2403,23 @@ pub static MESSAGES: &[Message] = &[
         f(9, "version", Ty::String, Label::Optional, true),
         f(10, "storageVersionHash", Ty::String, Label::Optional, true),
     ] },
-    // 335
+    // 339
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.APIResourceList", array_wrapper: false, fields: &[
         f(1, "groupVersion", Ty::String, Label::Optional, false),
-        f(2, "resources", Ty::Message(334), Label::Repeated, false),
+        f(2, "resources", Ty::Message(338), Label::Repeated, false),
     ] },
-    // 336
+    // 340
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.APIVersions", array_wrapper: false, fields: &[
         f(1, "versions", Ty::String, Label::Repeated, false),
-        f(2, "serverAddressByClientCIDRs", Ty::Message(363), Label::Repeated, false),
+        f(2, "serverAddressByClientCIDRs", Ty::Message(367), Label::Repeated, false),
     ] },
-    // 337
+    // 341
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.ApplyOptions", array_wrapper: false, fields: &[
         f(1, "dryRun", Ty::String, Label::Repeated, true),
         f(2, "force", Ty::Bool, Label::Optional, false),
         f(3, "fieldManager", Ty::String, Label::Optional, false),
     ] },
-    // 338
+    // 342
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.Condition", array_wrapper: false, fields: &[
         f(1, "type", Ty::String, Label::Optional, false),
         f(2, "status", Ty::String, Label::Optional, false),
@@ -2407,87 +2428,87 @@ pub static MESSAGES: &[Message] = &[
         f(5, "reason", Ty::String, Label::Optional, false),
         f(6, "message", Ty::String, Label::Optional, false),
     ] },
-    // 339
+    // 343
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.CreateOptions", array_wrapper: false, fields: &[
         f(1, "dryRun", Ty::String, Label::Repeated, true),
         f(3, "fieldManager", Ty::String, Label::Optional, true),
         f(4, "fieldValidation", Ty::String, Label::Optional, true),
     ] },
-    // 340
+    // 344
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions", array_wrapper: false, fields: &[
         f(1, "gracePeriodSeconds", Ty::Int64, Label::Optional, false),
-        f(2, "preconditions", Ty::Message(361), Label::Optional, false),
+        f(2, "preconditions", Ty::Message(365), Label::Optional, false),
         f(3, "orphanDependents", Ty::Bool, Label::Optional, false),
         f(4, "propagationPolicy", Ty::String, Label::Optional, false),
         f(5, "dryRun", Ty::String, Label::Repeated, true),
         f(6, "ignoreStoreReadErrorWithClusterBreakingPotential", Ty::Bool, Label::Optional, false),
     ] },
-    // 341
+    // 345
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement", array_wrapper: false, fields: &[
         f(1, "key", Ty::String, Label::Optional, false),
         f(2, "operator", Ty::String, Label::Optional, false),
         f(3, "values", Ty::String, Label::Repeated, true),
     ] },
-    // 342
+    // 346
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.GetOptions", array_wrapper: false, fields: &[
         f(1, "resourceVersion", Ty::String, Label::Optional, true),
     ] },
-    // 343
+    // 347
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.GroupKind", array_wrapper: false, fields: &[
         f(1, "group", Ty::String, Label::Optional, false),
         f(2, "kind", Ty::String, Label::Optional, false),
     ] },
-    // 344
+    // 348
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.GroupResource", array_wrapper: false, fields: &[
         f(1, "group", Ty::String, Label::Optional, false),
         f(2, "resource", Ty::String, Label::Optional, false),
     ] },
-    // 345
+    // 349
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.GroupVersion", array_wrapper: false, fields: &[
         f(1, "group", Ty::String, Label::Optional, false),
         f(2, "version", Ty::String, Label::Optional, false),
     ] },
-    // 346
+    // 350
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.GroupVersionForDiscovery", array_wrapper: false, fields: &[
         f(1, "groupVersion", Ty::String, Label::Optional, false),
         f(2, "version", Ty::String, Label::Optional, false),
     ] },
-    // 347
+    // 351
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.GroupVersionKind", array_wrapper: false, fields: &[
         f(1, "group", Ty::String, Label::Optional, false),
         f(2, "version", Ty::String, Label::Optional, false),
         f(3, "kind", Ty::String, Label::Optional, false),
     ] },
-    // 348
+    // 352
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.GroupVersionResource", array_wrapper: false, fields: &[
         f(1, "group", Ty::String, Label::Optional, false),
         f(2, "version", Ty::String, Label::Optional, false),
         f(3, "resource", Ty::String, Label::Optional, false),
     ] },
-    // 349
+    // 353
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector", array_wrapper: false, fields: &[
         f(1, "matchLabels", Ty::String, Label::Map, true),
-        f(2, "matchExpressions", Ty::Message(350), Label::Repeated, true),
+        f(2, "matchExpressions", Ty::Message(354), Label::Repeated, true),
     ] },
-    // 350
+    // 354
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement", array_wrapper: false, fields: &[
         f(1, "key", Ty::String, Label::Optional, false),
         f(2, "operator", Ty::String, Label::Optional, false),
         f(3, "values", Ty::String, Label::Repeated, true),
     ] },
-    // 351
+    // 355
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.List", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "items", Ty::RawExtension, Label::Repeated, false),
     ] },
-    // 352
+    // 356
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta", array_wrapper: false, fields: &[
         f(1, "selfLink", Ty::String, Label::Optional, true),
         f(2, "resourceVersion", Ty::String, Label::Optional, true),
         f(3, "continue", Ty::String, Label::Optional, true),
         f(4, "remainingItemCount", Ty::Int64, Label::Optional, false),
     ] },
-    // 353
+    // 357
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.ListOptions", array_wrapper: false, fields: &[
         f(1, "labelSelector", Ty::String, Label::Optional, true),
         f(2, "fieldSelector", Ty::String, Label::Optional, true),
@@ -2500,7 +2521,7 @@ pub static MESSAGES: &[Message] = &[
         f(10, "resourceVersionMatch", Ty::String, Label::Optional, true),
         f(11, "sendInitialEvents", Ty::Bool, Label::Optional, false),
     ] },
-    // 354
+    // 358
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry", array_wrapper: false, fields: &[
         f(1, "manager", Ty::String, Label::Optional, true),
         f(2, "operation", Ty::String, Label::Optional, true),
@@ -2510,7 +2531,7 @@ pub static MESSAGES: &[Message] = &[
         f(7, "fieldsV1", Ty::FieldsV1, Label::Optional, false),
         f(8, "subresource", Ty::String, Label::Optional, true),
     ] },
-    // 355
+    // 359
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", array_wrapper: false, fields: &[
         f(1, "name", Ty::String, Label::Optional, true),
         f(2, "generateName", Ty::String, Label::Optional, true),
@@ -2524,11 +2545,11 @@ pub static MESSAGES: &[Message] = &[
         f(10, "deletionGracePeriodSeconds", Ty::Int64, Label::Optional, false),
         f(11, "labels", Ty::String, Label::Map, true),
         f(12, "annotations", Ty::String, Label::Map, true),
-        f(13, "ownerReferences", Ty::Message(356), Label::Repeated, true),
+        f(13, "ownerReferences", Ty::Message(360), Label::Repeated, true),
         f(14, "finalizers", Ty::String, Label::Repeated, true),
-        f(17, "managedFields", Ty::Message(354), Label::Repeated, true),
+        f(17, "managedFields", Ty::Message(358), Label::Repeated, true),
     ] },
-    // 356
+    // 360
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.OwnerReference", array_wrapper: false, fields: &[
         f(1, "kind", Ty::String, Label::Optional, false),
         f(3, "name", Ty::String, Label::Optional, false),
@@ -2537,100 +2558,100 @@ pub static MESSAGES: &[Message] = &[
         f(6, "controller", Ty::Bool, Label::Optional, false),
         f(7, "blockOwnerDeletion", Ty::Bool, Label::Optional, false),
     ] },
-    // 357
+    // 361
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.PartialObjectMetadata", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(355), Label::Optional, true),
+        f(1, "metadata", Ty::Message(359), Label::Optional, true),
     ] },
-    // 358
+    // 362
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.PartialObjectMetadataList", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
-        f(2, "items", Ty::Message(357), Label::Repeated, false),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
+        f(2, "items", Ty::Message(361), Label::Repeated, false),
     ] },
-    // 359
+    // 363
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.Patch", array_wrapper: false, fields: &[
     ] },
-    // 360
+    // 364
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.PatchOptions", array_wrapper: false, fields: &[
         f(1, "dryRun", Ty::String, Label::Repeated, true),
         f(2, "force", Ty::Bool, Label::Optional, false),
         f(3, "fieldManager", Ty::String, Label::Optional, true),
         f(4, "fieldValidation", Ty::String, Label::Optional, true),
     ] },
-    // 361
+    // 365
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.Preconditions", array_wrapper: false, fields: &[
         f(1, "uid", Ty::String, Label::Optional, false),
         f(2, "resourceVersion", Ty::String, Label::Optional, false),
     ] },
-    // 362
+    // 366
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.RootPaths", array_wrapper: false, fields: &[
         f(1, "paths", Ty::String, Label::Repeated, false),
     ] },
-    // 363
+    // 367
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.ServerAddressByClientCIDR", array_wrapper: false, fields: &[
         f(1, "clientCIDR", Ty::String, Label::Optional, false),
         f(2, "serverAddress", Ty::String, Label::Optional, false),
     ] },
-    // 364
+    // 368
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.Status", array_wrapper: false, fields: &[
-        f(1, "metadata", Ty::Message(352), Label::Optional, true),
+        f(1, "metadata", Ty::Message(356), Label::Optional, true),
         f(2, "status", Ty::String, Label::Optional, true),
         f(3, "message", Ty::String, Label::Optional, true),
         f(4, "reason", Ty::String, Label::Optional, true),
-        f(5, "details", Ty::Message(366), Label::Optional, false),
+        f(5, "details", Ty::Message(370), Label::Optional, false),
         f(6, "code", Ty::Int32, Label::Optional, true),
     ] },
-    // 365
+    // 369
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.StatusCause", array_wrapper: false, fields: &[
         f(1, "reason", Ty::String, Label::Optional, true),
         f(2, "message", Ty::String, Label::Optional, true),
         f(3, "field", Ty::String, Label::Optional, true),
     ] },
-    // 366
+    // 370
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.StatusDetails", array_wrapper: false, fields: &[
         f(1, "name", Ty::String, Label::Optional, true),
         f(2, "group", Ty::String, Label::Optional, true),
         f(3, "kind", Ty::String, Label::Optional, true),
-        f(4, "causes", Ty::Message(365), Label::Repeated, true),
+        f(4, "causes", Ty::Message(369), Label::Repeated, true),
         f(5, "retryAfterSeconds", Ty::Int32, Label::Optional, true),
         f(6, "uid", Ty::String, Label::Optional, true),
     ] },
-    // 367
+    // 371
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.TableOptions", array_wrapper: false, fields: &[
         f(1, "includeObject", Ty::String, Label::Optional, true),
     ] },
-    // 368
+    // 372
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.Timestamp", array_wrapper: false, fields: &[
         f(1, "seconds", Ty::Int64, Label::Optional, false),
         f(2, "nanos", Ty::Int32, Label::Optional, false),
     ] },
-    // 369
+    // 373
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.TypeMeta", array_wrapper: false, fields: &[
         f(1, "kind", Ty::String, Label::Optional, true),
         f(2, "apiVersion", Ty::String, Label::Optional, true),
     ] },
-    // 370
+    // 374
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.UpdateOptions", array_wrapper: false, fields: &[
         f(1, "dryRun", Ty::String, Label::Repeated, true),
         f(2, "fieldManager", Ty::String, Label::Optional, true),
         f(3, "fieldValidation", Ty::String, Label::Optional, true),
     ] },
-    // 371
+    // 375
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.Verbs", array_wrapper: true, fields: &[
         f(1, "items", Ty::String, Label::Repeated, false),
     ] },
-    // 372
+    // 376
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.WatchEvent", array_wrapper: false, fields: &[
         f(1, "type", Ty::String, Label::Optional, false),
         f(2, "object", Ty::RawExtension, Label::Optional, false),
     ] },
-    // 373
+    // 377
     Message { name: "k8s.io.apimachinery.pkg.runtime.TypeMeta", array_wrapper: false, fields: &[
         f(1, "apiVersion", Ty::String, Label::Optional, true),
         f(2, "kind", Ty::String, Label::Optional, true),
     ] },
-    // 374
+    // 378
     Message { name: "k8s.io.apimachinery.pkg.runtime.Unknown", array_wrapper: false, fields: &[
-        f(1, "", Ty::Message(373), Label::Inline, false),
+        f(1, "", Ty::Message(377), Label::Inline, false),
         f(2, "-", Ty::Bytes, Label::Optional, false),
         f(3, "contentEncoding", Ty::String, Label::Optional, false),
         f(4, "contentType", Ty::String, Label::Optional, false),
