@@ -192,6 +192,11 @@ async fn set_condition_taints(
             )
         }
     }
+    // Conditions first, then taints, as upstream (its taint pass reads the Ready condition):
+    // whoever sees the unreachable taint also sees why.
+    if health == Health::Unreachable {
+        mark_conditions_unknown(nodes, name, node, &now).await?;
+    }
     nodes
         .patch(
             name,
@@ -199,9 +204,6 @@ async fn set_condition_taints(
             &Patch::Merge(json!({ "spec": { "taints": taints } })),
         )
         .await?;
-    if health == Health::Unreachable {
-        mark_conditions_unknown(nodes, name, node, &now).await?;
-    }
     Ok(())
 }
 
