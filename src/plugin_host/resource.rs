@@ -228,6 +228,66 @@ pub(crate) fn kubernetes_style(schema: &mut schemars::Schema) {
 /// A problem with one field of a spec: (path, message).
 pub type SpecError = (String, String);
 
+impl ModuleSource {
+    /// Exactly one source is set; a ConfigMap key names its namespace when the object has none
+    /// of its own (`namespace_needed_for` says what kind of object that is). Fields are
+    /// relative to `spec`.
+    pub(crate) fn validate(&self, namespace_needed_for: Option<&str>) -> Vec<SpecError> {
+        let mut errs = Vec::new();
+        let sources = [
+            self.image.is_some(),
+            self.inline.is_some(),
+            self.config_map_key_ref.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            errs.push((
+                "module".into(),
+                "exactly one of image, inline or configMapKeyRef must be set".into(),
+            ));
+        }
+        if let (Some(r), Some(kind)) = (&self.config_map_key_ref, namespace_needed_for) {
+            if r.namespace.as_deref().unwrap_or("").is_empty() {
+                errs.push((
+                    "module.configMapKeyRef.namespace".into(),
+                    format!("required for {kind}"),
+                ));
+            }
+        }
+        errs
+    }
+}
+
+/// The call limits admission policies and scheduler plugins share: `failurePolicy`,
+/// `timeoutSeconds` and `memoryLimit`. Fields are relative to `spec`.
+pub(crate) fn validate_call_limits(
+    failure_policy: Option<&str>,
+    timeout_seconds: Option<i32>,
+    memory_limit: Option<&str>,
+) -> Vec<SpecError> {
+    let mut errs = Vec::new();
+    if let Some(f) = failure_policy.filter(|f| !["Fail", "Ignore"].contains(f)) {
+        errs.push((
+            "failurePolicy".into(),
+            format!("unsupported value {f:?}: must be Fail or Ignore"),
+        ));
+    }
+    if let Some(t) = timeout_seconds.filter(|t| !(1..=MAX_TIMEOUT_SECONDS).contains(t)) {
+        errs.push((
+            "timeoutSeconds".into(),
+            format!("{t}: must be between 1 and {MAX_TIMEOUT_SECONDS}"),
+        ));
+    }
+    if let Some(q) = memory_limit {
+        if parse_bytes(q).is_none_or(|b| b < 1 << 20) {
+            errs.push((
+                "memoryLimit".into(),
+                format!("{q:?} is not a memory quantity of at least 1Mi"),
+            ));
+        }
+    }
+    errs
+}
+
 const OPERATIONS: &[&str] = &["CREATE", "UPDATE", "DELETE", "CONNECT", "*"];
 
 impl AdmissionPolicySpec {
@@ -235,25 +295,9 @@ impl AdmissionPolicySpec {
     pub fn validate(&self, namespaced: bool) -> Vec<SpecError> {
         let mut errs = Vec::new();
         let mut err = |field: &str, msg: String| errs.push((format!("spec.{field}"), msg));
-        let m = &self.module;
-        let sources = [
-            m.image.is_some(),
-            m.inline.is_some(),
-            m.config_map_key_ref.is_some(),
-        ];
-        if sources.iter().filter(|s| **s).count() != 1 {
-            err(
-                "module",
-                "exactly one of image, inline or configMapKeyRef must be set".into(),
-            );
-        }
-        if let Some(r) = &m.config_map_key_ref {
-            if !namespaced && r.namespace.as_deref().unwrap_or("").is_empty() {
-                err(
-                    "module.configMapKeyRef.namespace",
-                    "required for a ClusterAdmissionPolicy".into(),
-                );
-            }
+        let namespace_needed = (!namespaced).then_some("a ClusterAdmissionPolicy");
+        for (field, msg) in self.module.validate(namespace_needed) {
+            err(&field, msg);
         }
         if self.rules.is_empty() {
             err("rules", "at least one rule is required".into());
@@ -283,15 +327,13 @@ impl AdmissionPolicySpec {
                 }
             }
         }
-        if let Some(f) = self
-            .failure_policy
-            .as_deref()
-            .filter(|f| !["Fail", "Ignore"].contains(f))
-        {
-            err(
-                "failurePolicy",
-                format!("unsupported value {f:?}: must be Fail or Ignore"),
-            );
+        let limits = validate_call_limits(
+            self.failure_policy.as_deref(),
+            self.timeout_seconds,
+            self.memory_limit.as_deref(),
+        );
+        for (field, msg) in limits {
+            err(&field, msg);
         }
         if let Some(m) = self
             .mode
@@ -312,23 +354,6 @@ impl AdmissionPolicySpec {
                 "reinvocationPolicy",
                 format!("unsupported value {r:?}: must be Never or IfNeeded"),
             );
-        }
-        if let Some(t) = self.timeout_seconds {
-            if !(1..=MAX_TIMEOUT_SECONDS).contains(&t) {
-                err(
-                    "timeoutSeconds",
-                    format!("must be between 1 and {MAX_TIMEOUT_SECONDS}"),
-                );
-            }
-        }
-        if let Some(q) = &self.memory_limit {
-            match parse_bytes(q) {
-                Some(b) if b >= 1 << 20 => {}
-                _ => err(
-                    "memoryLimit",
-                    format!("{q:?} is not a memory quantity of at least 1Mi"),
-                ),
-            }
         }
         errs
     }

@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::plugin_host::resource::{
-    kubernetes_style, parse_bytes, AdmissionPolicyStatus, ModuleSource, SpecError, GROUP, VERSION,
+    kubernetes_style, validate_call_limits, AdmissionPolicyStatus, ModuleSource, SpecError, GROUP,
+    VERSION,
 };
 
 /// A scheduler call's default deadline: a scheduling cycle waits for it, so it is short.
 pub const DEFAULT_TIMEOUT_SECONDS: i32 = 1;
-pub const MAX_TIMEOUT_SECONDS: i32 = 30;
 pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
 pub const EXTENSION_POINTS: &[&str] = &["PreFilter", "Filter", "Score"];
 
@@ -80,22 +80,9 @@ impl SchedulerPluginSpec {
     pub fn validate(&self) -> Vec<SpecError> {
         let mut errs = Vec::new();
         let mut err = |field: &str, msg: String| errs.push((format!("spec.{field}"), msg));
-        let m = &self.module;
-        let sources = [
-            m.image.is_some(),
-            m.inline.is_some(),
-            m.config_map_key_ref.is_some(),
-        ];
-        if sources.iter().filter(|s| **s).count() != 1 {
-            err(
-                "module",
-                "exactly one of image, inline, configMapKeyRef is required".into(),
-            );
-        }
-        if let Some(r) = &m.config_map_key_ref {
-            if r.namespace.as_deref().unwrap_or("").is_empty() {
-                err("module.configMapKeyRef.namespace", "required".into());
-            }
+        // A SchedulerPlugin is cluster-scoped: a ConfigMap source names its namespace.
+        for (field, msg) in self.module.validate(Some("a SchedulerPlugin")) {
+            err(&field, msg);
         }
         if self.extension_points.is_empty() {
             err(
@@ -116,26 +103,13 @@ impl SchedulerPluginSpec {
                 err("weight", format!("{w}: must be between 1 and 100"));
             }
         }
-        if let Some(f) = &self.failure_policy {
-            if f != "Fail" && f != "Ignore" {
-                err(
-                    "failurePolicy",
-                    format!("unsupported value {f:?}: supported values: \"Fail\", \"Ignore\""),
-                );
-            }
-        }
-        if let Some(t) = self.timeout_seconds {
-            if !(1..=MAX_TIMEOUT_SECONDS).contains(&t) {
-                err(
-                    "timeoutSeconds",
-                    format!("{t}: must be between 1 and {MAX_TIMEOUT_SECONDS}"),
-                );
-            }
-        }
-        if let Some(q) = &self.memory_limit {
-            if parse_bytes(q).is_none_or(|b| b == 0) {
-                err("memoryLimit", format!("{q:?} is not a positive quantity"));
-            }
+        let limits = validate_call_limits(
+            self.failure_policy.as_deref(),
+            self.timeout_seconds,
+            self.memory_limit.as_deref(),
+        );
+        for (field, msg) in limits {
+            err(&field, msg);
         }
         for (i, p) in self.profiles.iter().enumerate() {
             if p.is_empty() {
