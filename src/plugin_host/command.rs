@@ -39,6 +39,25 @@ pub(crate) fn pre(linker: &Linker<CommandState>, module: &Module) -> Result<Pre,
         .map_err(|e| PolicyError::Contract(format!("it imports more than WASI preview 1: {e:#}")))
 }
 
+/// The WASI context of one run of a plugin command: `input` on stdin, the pipes for its
+/// output, no arguments but its name, no environment, files or network.
+pub(crate) fn sealed_wasi(
+    name: &str,
+    input: Vec<u8>,
+    stdout: &MemoryOutputPipe,
+    stderr: &MemoryOutputPipe,
+) -> WasiP1Ctx {
+    WasiCtxBuilder::new()
+        .arg(name)
+        .stdin(MemoryInputPipe::new(input))
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build_p1()
+}
+
 /// What one run of the command printed.
 struct Output {
     stdout: Vec<u8>,
@@ -48,15 +67,7 @@ struct Output {
 async fn run(pre: &Pre, input: Vec<u8>, limits: &CallLimits) -> Result<Output, PolicyError> {
     let stdout = MemoryOutputPipe::new(MAX_OUTPUT_BYTES);
     let stderr = MemoryOutputPipe::new(16 << 10);
-    let wasi = WasiCtxBuilder::new()
-        .arg("policy")
-        .stdin(MemoryInputPipe::new(input))
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
-        .allow_tcp(false)
-        .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .build_p1();
+    let wasi = sealed_wasi("policy", input, &stdout, &stderr);
     let mut store = Store::new(
         pre.module().engine(),
         CommandState {

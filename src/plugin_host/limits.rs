@@ -86,25 +86,23 @@ struct DeadlineExceeded;
 /// Makes the guest yield to the executor every epoch tick (so a spinning policy never holds a
 /// server thread for longer than a tick) and stop once `timeout` has passed.
 pub(crate) fn arm_deadline<T>(store: &mut Store<T>, timeout: Duration) {
-    let started = Instant::now();
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        if started.elapsed() >= timeout {
-            Err(wasmtime::Error::new(DeadlineExceeded))
-        } else {
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
+    arm(store, timeout, true);
 }
 
 /// [`arm_deadline`] for stores run without async support (scheduler plugins, on a thread of
 /// their own): the guest keeps running each tick until `timeout` has passed.
 pub(crate) fn arm_deadline_blocking<T>(store: &mut Store<T>, timeout: Duration) {
+    arm(store, timeout, false);
+}
+
+fn arm<T>(store: &mut Store<T>, timeout: Duration, yield_each_tick: bool) {
     let started = Instant::now();
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         if started.elapsed() >= timeout {
             Err(wasmtime::Error::new(DeadlineExceeded))
+        } else if yield_each_tick {
+            Ok(UpdateDeadline::Yield(1))
         } else {
             Ok(UpdateDeadline::Continue(1))
         }

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::I32Exit;
 
 use super::guest::{Guest, GuestFactory};
 use super::types::{BoundPod, Delta, NodeView, Normalization, PodView, PreFilter, Verdict};
@@ -91,15 +91,7 @@ impl CommandGuest {
             .map_err(|e| PluginError::Host(format!("encoding the request: {e}")))?;
         let stdout = MemoryOutputPipe::new(MAX_OUTPUT_BYTES);
         let stderr = MemoryOutputPipe::new(16 << 10);
-        let wasi = WasiCtxBuilder::new()
-            .arg("plugin")
-            .stdin(MemoryInputPipe::new(input))
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build_p1();
+        let wasi = crate::plugin_host::command::sealed_wasi("plugin", input, &stdout, &stderr);
         let state = CommandState {
             wasi,
             limiter: MemoryLimiter::new(self.limits.memory_bytes),
