@@ -9,6 +9,7 @@
 # and the example scheduler plugins (wit/scheduler):
 #   zone-spread.wasm         component (Rust, wit-bindgen, wasm32-wasip2)
 #   maintenance-filter.wasm  WASI preview 1 command (C, clang + wasi-libc)
+#   prefer-labels.wasm       component (JavaScript, componentize-js, same <target>/js-build)
 # Safe to run concurrently (a lock serialises builders) and cheap when nothing changed.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -74,5 +75,11 @@ cp "$here/js/build.mjs" "$js/build.mjs"
 if stale "$out/require-name-and-tag.wasm" "$here/js/require-name-and-tag" "$here/js/build.mjs" "$wit"; then
   (cd "$js" && node build.mjs "$wit" "$here/js/require-name-and-tag/policy.js" \
     "$out/require-name-and-tag.wasm")
+fi
+# The scheduler plugin: same toolchain, against wit/scheduler and its `plugin` world.
+sched_wit="$here/../wit/scheduler"
+if stale "$out/prefer-labels.wasm" "$here/js/prefer-labels" "$here/js/build.mjs" "$sched_wit"; then
+  (cd "$js" && node build.mjs "$sched_wit" "$here/js/prefer-labels/plugin.js" \
+    "$out/prefer-labels.wasm" plugin)
 fi
 echo "$out"

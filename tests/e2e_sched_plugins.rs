@@ -1,8 +1,10 @@
 //! End-to-end: wasm scheduler plugins applied with kubectl as `SchedulerPlugin` objects on a
 //! cluster of hollow nodes. zone-spread (Rust component, from a ConfigMap) spreads a group
 //! over racks; maintenance-filter (C command, from an OCI registry) keeps pods off nodes labelled with
-//! kubectl; a plugin answering garbage is skipped under `Ignore` (status Error, event) and
-//! holds pods Pending under `Fail` until it is deleted; bad specs are refused with causes.
+//! kubectl; prefer-labels (JavaScript component, from the registry too) draws pods to the node
+//! labelled with kubectl; a plugin answering garbage is skipped under `Ignore` (status Error,
+//! event) and holds pods Pending under `Fail` until it is deleted; bad specs are refused with
+//! causes.
 
 mod common;
 
@@ -16,6 +18,7 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(90);
 const RACK: &str = "example.com/rack";
 const MAINTENANCE: &str = "example.com/maintenance";
+const DISK: &str = "example.com/disktype";
 
 fn json(c: &Cluster, args: &[&str]) -> Value {
     let mut all = args.to_vec();
@@ -226,6 +229,41 @@ fn scheduler_plugins_change_placement_and_are_contained() {
     );
     let late = bound(&c, "app=maint-late", 1);
     assert_eq!(late["m-late"], names[0], "pods follow the labels");
+
+    // prefer-labels (JavaScript component, 12 MB: too big for inline or a ConfigMap, so by OCI
+    // reference too), Score only and weighted to outweigh the built-in scores, for the profile
+    // `prefer-scheduler`: its pods go to the one node labelled with kubectl.
+    let reference = format!("{}/plugins/prefer-labels:v1", registry.host());
+    let module = plugins.join("prefer-labels.wasm");
+    let out = c.wkube(&["image", "push", &module.to_string_lossy(), &reference]);
+    assert!(
+        out.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"{{"apiVersion":"wkube.dev/v1alpha1","kind":"SchedulerPlugin","metadata":{{"name":"prefer-ssd"}},
+            "spec":{{"module":{{"image":"{reference}"}},"extensionPoints":["Score"],"weight":100,
+            "settings":{{"labels":{{"{DISK}":"ssd"}}}},"profiles":["prefer-scheduler"]}}}}"#
+        ),
+    );
+    wait_phase(&c, "prefer-ssd", "Active");
+    c.ok(&["label", "node", &names[3], &format!("{DISK}=ssd")]);
+    c.ok(&["label", "node", &names[4], &format!("{DISK}=hdd")]);
+    for i in 0..3 {
+        c.ok_stdin(
+            &["apply", "-f", "-"],
+            &pod(&format!("p-{i}"), "prefer", "prefer-scheduler"),
+        );
+    }
+    let placed = bound(&c, "app=prefer", 3);
+    assert!(
+        placed.values().all(|n| *n == names[3]),
+        "{} is the only ssd node: {placed:?}",
+        names[3]
+    );
 
     // A plugin answering garbage, Ignore: pods schedule, the plugin shows Error and an event.
     let garbage = inline(&garbage_plugin());

@@ -1,17 +1,22 @@
 //! Scheduler plugins through the host, offline: the wasm zone-spread plugin against its
 //! native twin (the same `spread.rs`, compiled natively) on randomized clusters, with state
-//! sent once and then as deltas; the C maintenance-filter command; hostile modules contained
-//! by their failurePolicy.
+//! sent once and then as deltas; the JavaScript prefer-labels plugin against its native twin
+//! (the rule written again in Rust) the same way; the C maintenance-filter command; hostile
+//! modules contained by their failurePolicy.
 
 mod common;
 
 #[path = "twins/zone_spread.rs"]
 mod twin;
 
+#[path = "twins/prefer_labels.rs"]
+mod prefer_twin;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
+use prefer_twin::PreferLabelsFactory;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -156,7 +161,7 @@ fn zone_spread_wasm_matches_its_native_twin_through_deltas() {
         if app.is_empty() {
             assert_eq!(w.0, Candidates::Skip, "pods without the label are skipped");
         }
-        mutate(&mut rng, &mut nodes, round);
+        mutate(&mut rng, &mut nodes, round, zone_labels);
     }
     assert!(
         rejected_somewhere,
@@ -164,8 +169,14 @@ fn zone_spread_wasm_matches_its_native_twin_through_deltas() {
     );
 }
 
-/// Binds or removes pods, relabels a node, drops or adds one: the deltas' cases.
-fn mutate(rng: &mut StdRng, nodes: &mut Vec<NodeInfo>, round: usize) {
+/// Binds or removes pods, relabels a node (with labels from `labels`), drops or adds one: the
+/// deltas' cases.
+fn mutate(
+    rng: &mut StdRng,
+    nodes: &mut Vec<NodeInfo>,
+    round: usize,
+    labels: fn(&mut StdRng) -> serde_json::Value,
+) {
     for k in 0..3 {
         let i = rng.random_range(0..nodes.len());
         let app = ["web", "db", "cache"][rng.random_range(0..3)];
@@ -179,7 +190,7 @@ fn mutate(rng: &mut StdRng, nodes: &mut Vec<NodeInfo>, round: usize) {
         0 => {
             // Relabel: a new node version carrying the same pods.
             let i = rng.random_range(0..nodes.len());
-            let mut fresh = node(&nodes[i].name, zone_labels(rng));
+            let mut fresh = node(&nodes[i].name, labels(rng));
             for p in nodes[i].pods.clone() {
                 fresh.add_pod(&p);
             }
@@ -189,7 +200,7 @@ fn mutate(rng: &mut StdRng, nodes: &mut Vec<NodeInfo>, round: usize) {
             let i = rng.random_range(0..nodes.len());
             nodes.remove(i);
         }
-        _ => nodes.push(node(&format!("new-{round}"), zone_labels(rng))),
+        _ => nodes.push(node(&format!("new-{round}"), labels(rng))),
     }
 }
 
@@ -212,6 +223,204 @@ fn zone_spread_filter_enforces_max_skew() {
     );
     assert!(verdicts[1].is_ok() && verdicts[2].is_ok());
     assert_eq!(scores, vec![100, 100], "empty zones score alike");
+}
+
+const DISK: &str = "disktype";
+const GPU: &str = "example.com/gpu";
+
+/// Settings the prefer-labels tests use: a GPU is worth three SSDs.
+fn prefer_settings() -> serde_json::Value {
+    json!({ "labels": { DISK: "ssd", GPU: "true" }, "weights": { GPU: 3 } })
+}
+
+/// Any mix of the preferred labels, wrong values of them, and a label the plugin ignores.
+fn disk_labels(rng: &mut StdRng) -> serde_json::Value {
+    let mut labels = serde_json::Map::new();
+    // "" stands for no such label.
+    for (key, values) in [(DISK, ["ssd", "hdd", ""]), (GPU, ["true", "false", ""])] {
+        let v = values[rng.random_range(0..3)];
+        if !v.is_empty() {
+            labels.insert(key.into(), v.into());
+        }
+    }
+    labels.insert(
+        ZONE.into(),
+        format!("zone-{}", rng.random_range(0..3)).into(),
+    );
+    serde_json::Value::Object(labels)
+}
+
+#[test]
+fn prefer_labels_js_matches_its_native_twin_through_deltas() {
+    let host = SchedulerHost::new().expect("host");
+    let module = host
+        .load(&wasm("prefer-labels"))
+        .expect("prefer-labels loads");
+    let settings = prefer_settings();
+    let js = WasmPlugin::start(
+        spec("prefer-labels", true, settings.clone()),
+        module,
+        quiet(),
+    )
+    .expect("start");
+    let native = WasmPlugin::start(
+        spec("prefer-labels", true, settings.clone()),
+        Arc::new(PreferLabelsFactory),
+        quiet(),
+    )
+    .expect("start");
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut nodes: Vec<NodeInfo> = (0..40)
+        .map(|i| node(&format!("n{i}"), disk_labels(&mut rng)))
+        .collect();
+    let mut distinct_scores = std::collections::BTreeSet::new();
+    for round in 0..30 {
+        let pending = pod(&format!("pending-{round}"), json!({ "app": "web" }));
+        let j = ask(&*js, &pending, &nodes);
+        let n = ask(&*native, &pending, &nodes);
+        assert_eq!(j, n, "round {round}: JavaScript and native disagree");
+        // A fresh instance that gets everything at once agrees with the incremental ones.
+        let fresh = WasmPlugin::start(
+            spec("fresh", true, settings.clone()),
+            Arc::new(PreferLabelsFactory),
+            quiet(),
+        )
+        .expect("start");
+        assert_eq!(
+            ask(&*fresh, &pending, &nodes),
+            j,
+            "round {round}: deltas drifted"
+        );
+        assert_eq!(j.0, Candidates::All, "every pod is scored");
+        assert!(j.1.iter().all(Result::is_ok), "a Score plugin rejects none");
+        distinct_scores.extend(j.2.iter().copied());
+        mutate(&mut rng, &mut nodes, round, disk_labels);
+    }
+    // 0 (nothing preferred), 25 (ssd), 75 (gpu), 100 (both): the weights mattered.
+    assert_eq!(
+        distinct_scores.into_iter().collect::<Vec<_>>(),
+        vec![0, 25, 75, 100],
+        "the random clusters did not exercise every combination"
+    );
+}
+
+#[test]
+fn prefer_labels_scores_the_weighted_sum_scaled_to_the_best() {
+    let host = SchedulerHost::new().expect("host");
+    let module = host.load(&wasm("prefer-labels")).expect("loads");
+    let p = WasmPlugin::start(spec("pl", true, prefer_settings()), module, quiet()).expect("start");
+    let nodes = vec![
+        node("both", json!({ DISK: "ssd", GPU: "true" })),
+        node("gpu", json!({ GPU: "true", DISK: "hdd" })),
+        node("ssd", json!({ DISK: "ssd", GPU: "false" })),
+        node("none", json!({ "other": "ssd" })),
+    ];
+    let (_, verdicts, scores) = ask(&*p, &pod("x", json!({})), &nodes);
+    assert!(verdicts.iter().all(Result::is_ok));
+    // Raw 4, 3, 1, 0; `scale` maps the best to 100.
+    assert_eq!(scores, vec![100, 75, 25, 0]);
+    // Without the best node, the GPU node is the best there is.
+    let (_, _, scores) = ask(&*p, &pod("y", json!({})), &nodes[1..]);
+    assert_eq!(scores, vec![100, 33, 0]);
+}
+
+#[test]
+fn prefer_labels_refuses_bad_settings_as_its_twin_does() {
+    let host = SchedulerHost::new().expect("host");
+    let module = host.load(&wasm("prefer-labels")).expect("loads");
+    let refusal = |factory: Arc<dyn wkube::plugin_host::scheduler::GuestFactory>,
+                   settings: &serde_json::Value| {
+        let p =
+            WasmPlugin::start(spec("pl", true, settings.clone()), factory, quiet()).expect("start");
+        match p.probe() {
+            Ok(()) => None,
+            Err(PluginError::Settings(m)) => Some(m),
+            Err(other) => panic!("{settings}: not a settings error: {other}"),
+        }
+    };
+    let bad = [
+        (json!({}), "settings.labels: must be an object"),
+        (
+            json!({ "labels": {} }),
+            "settings.labels: must be an object",
+        ),
+        (
+            json!({ "labels": ["ssd"] }),
+            "settings.labels: must be an object",
+        ),
+        (
+            json!({ "labels": { DISK: 1 } }),
+            "settings.labels.disktype: 1 is not a string",
+        ),
+        (
+            json!({ "labels": { "": "x" } }),
+            "settings.labels: a label key is empty",
+        ),
+        (
+            json!({ "labels": { DISK: "ssd" }, "weight": 2 }),
+            "settings.weight: unknown setting",
+        ),
+        (
+            json!({ "labels": { DISK: "ssd" }, "weights": 2 }),
+            "settings.weights: must be an object",
+        ),
+        (
+            json!({ "labels": { DISK: "ssd" }, "weights": { GPU: 2 } }),
+            "settings.weights.example.com/gpu: not one of settings.labels",
+        ),
+        (
+            json!({ "labels": { DISK: "ssd" }, "weights": { DISK: 0 } }),
+            "settings.weights.disktype: 0 is not an integer in 1..=1000",
+        ),
+        (
+            json!({ "labels": { DISK: "ssd" }, "weights": { DISK: 1.5 } }),
+            "settings.weights.disktype: 1.5 is not an integer",
+        ),
+        (
+            json!({ "labels": { DISK: "ssd" }, "weights": { DISK: "2" } }),
+            "settings.weights.disktype: \"2\" is not an integer",
+        ),
+        (
+            json!({ "labels": { DISK: "ssd" }, "weights": { DISK: 1001 } }),
+            "settings.weights.disktype: 1001 is not an integer",
+        ),
+        (json!("labels"), "settings must be an object"),
+    ];
+    for (settings, expected) in &bad {
+        let js = refusal(module.clone(), settings);
+        let native = refusal(Arc::new(PreferLabelsFactory), settings);
+        let message = js.unwrap_or_else(|| panic!("{settings} was accepted"));
+        assert!(message.contains(expected), "{settings}: {message}");
+        assert_eq!(Some(message), native, "{settings}: twin differs");
+    }
+    // Text that is not JSON at all: both refuse, each with its own parser's words.
+    let p = WasmPlugin::start(
+        PluginSpec {
+            settings: "{labels".into(),
+            ..spec("pl", true, json!({}))
+        },
+        module.clone(),
+        quiet(),
+    )
+    .expect("start");
+    let err = p.probe().expect_err("not JSON is refused");
+    assert!(
+        matches!(&err, PluginError::Settings(m) if m.starts_with("settings are not JSON")),
+        "{err}"
+    );
+    // Good settings, including a whole-number weight written as a float, are accepted by both.
+    for good in [
+        prefer_settings(),
+        json!({ "labels": { DISK: "ssd" } }),
+        json!({ "labels": { DISK: "ssd" }, "weights": { DISK: 2.0 } }),
+    ] {
+        assert_eq!(refusal(module.clone(), &good), None, "{good}");
+        assert_eq!(
+            refusal(Arc::new(PreferLabelsFactory), &good),
+            None,
+            "{good}"
+        );
+    }
 }
 
 #[test]
