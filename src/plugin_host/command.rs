@@ -78,7 +78,7 @@ async fn run(pre: &Pre, input: Vec<u8>, limits: &CallLimits) -> Result<Output, P
     store.limiter(|s| &mut s.limiter);
     arm_deadline(&mut store, limits.timeout);
     let instance = pre.instantiate_async(&mut store).await.map_err(|e| {
-        if store.data().limiter.hit {
+        if store.data().limiter.hit() {
             PolicyError::MemoryLimit(limits.memory_bytes)
         } else {
             PolicyError::Instantiate(format!("{e:#}"))
@@ -102,7 +102,7 @@ async fn run(pre: &Pre, input: Vec<u8>, limits: &CallLimits) -> Result<Output, P
                     "more than {MAX_OUTPUT_BYTES} bytes of output"
                 )))
             }
-            None => return Err(classify(&e, store.data().limiter.hit, limits)),
+            None => return Err(classify(&e, store.data().limiter.hit(), limits)),
         },
     };
     if code != 0 {

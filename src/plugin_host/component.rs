@@ -81,7 +81,7 @@ impl ComponentState {
 
     /// Whether the memory limit refused a growth (the likely cause of a trap).
     pub(crate) fn memory_hit(&self) -> bool {
-        self.limiter.hit
+        self.limiter.hit()
     }
 
     pub(crate) fn log_stderr(&self) {
@@ -115,7 +115,7 @@ pub(crate) async fn call(
         Call::Mutate => policy.call_mutate(&mut store, settings, &request).await,
     };
     log_stderr(&store);
-    let answer = answer.map_err(|e| classify(&e, store.data().limiter.hit, limits))?;
+    let answer = answer.map_err(|e| classify(&e, store.data().limiter.hit(), limits))?;
     from_wit(answer)?.checked(call)
 }
 
@@ -129,7 +129,7 @@ pub(crate) async fn validate_settings(
     let policy = instantiate(pre, &mut store, limits).await?;
     let answer = policy.call_validate_settings(&mut store, settings).await;
     log_stderr(&store);
-    answer.map_err(|e| classify(&e, store.data().limiter.hit, limits))
+    answer.map_err(|e| classify(&e, store.data().limiter.hit(), limits))
 }
 
 async fn instantiate(
@@ -138,7 +138,7 @@ async fn instantiate(
     limits: &CallLimits,
 ) -> Result<Policy, PolicyError> {
     pre.instantiate_async(&mut *store).await.map_err(|e| {
-        if store.data().limiter.hit {
+        if store.data().limiter.hit() {
             PolicyError::MemoryLimit(limits.memory_bytes)
         } else {
             PolicyError::Instantiate(format!("{e:#}"))

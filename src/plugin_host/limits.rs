@@ -1,6 +1,8 @@
 //! Per-call limits: memory through the store's [`ResourceLimiter`], time through the epoch
 //! deadline, and the mapping of a failed call to a [`PolicyError`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
@@ -24,22 +26,25 @@ impl Default for CallLimits {
 }
 
 /// Caps the total linear memory of one store and remembers being hit, so that the allocator
-/// failure (usually a trap in the guest) is reported as what it is.
+/// failure (usually a trap in the guest) is reported as what it is. The accounting is the pod
+/// runtime's limiter; a plugin call only needs to ask afterwards whether it was hit.
 pub(crate) struct MemoryLimiter {
-    limit: usize,
-    used: usize,
-    last_grant: usize,
-    pub(crate) hit: bool,
+    inner: crate::runtime::wasm::limits::MemoryLimiter,
+    hit: Arc<AtomicBool>,
 }
 
 impl MemoryLimiter {
     pub(crate) fn new(limit: u64) -> Self {
+        let hit = Arc::new(AtomicBool::new(false));
         MemoryLimiter {
-            limit: usize::try_from(limit).unwrap_or(usize::MAX),
-            used: 0,
-            last_grant: 0,
-            hit: false,
+            inner: crate::runtime::wasm::limits::MemoryLimiter::new(Some(limit), hit.clone()),
+            hit,
         }
+    }
+
+    /// Whether a growth was refused.
+    pub(crate) fn hit(&self) -> bool {
+        self.hit.load(Ordering::Relaxed)
     }
 }
 
@@ -48,33 +53,22 @@ impl ResourceLimiter for MemoryLimiter {
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let grant = desired.saturating_sub(current);
-        let total = self.used.saturating_add(grant);
-        if total > self.limit {
-            self.hit = true;
-            return Ok(false);
-        }
-        self.used = total;
-        self.last_grant = grant;
-        Ok(true)
+        self.inner.memory_growing(current, desired, maximum)
     }
 
-    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        // Approved here but refused by the pool: not ours to count.
-        self.used = self.used.saturating_sub(self.last_grant);
-        self.last_grant = 0;
-        Ok(())
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
+        self.inner.table_growing(current, desired, maximum)
     }
 }
 

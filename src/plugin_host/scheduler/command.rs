@@ -100,7 +100,7 @@ impl CommandGuest {
         store.limiter(|s| &mut s.limiter);
         arm_deadline_blocking(&mut store, self.limits.timeout);
         let instance = self.pre.instantiate(&mut store).map_err(|e| {
-            if store.data().limiter.hit {
+            if store.data().limiter.hit() {
                 PluginError::MemoryLimit(self.limits.memory_bytes)
             } else {
                 PluginError::Instantiate(format!("{e:#}"))
@@ -114,7 +114,7 @@ impl CommandGuest {
             Ok(()) => 0,
             Err(e) => match e.downcast_ref::<I32Exit>() {
                 Some(exit) => exit.0,
-                None => return Err(classify(&e, store.data().limiter.hit, &self.limits).into()),
+                None => return Err(classify(&e, store.data().limiter.hit(), &self.limits).into()),
             },
         };
         let err = stderr.contents();

@@ -24,7 +24,7 @@ use crate::runtime::{ContainerSpec, PodRuntime, ResolvedImage, RunningContainer,
 mod compile_cache;
 mod container;
 pub(crate) mod engine;
-mod limits;
+pub(crate) mod limits;
 mod output;
 mod p1;
 mod p2;
