@@ -9,9 +9,11 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::registry::Registry;
 use common::{eventually, wasm_plugins, Cluster};
 use serde_json::Value;
 
@@ -84,6 +86,19 @@ fn bound(c: &Cluster, selector: &str, want: usize) -> BTreeMap<String, String> {
             .collect();
         (placed.len() == want).then_some(placed)
     })
+}
+
+/// Pushes the built plugin `name` to the test's registry; returns its reference.
+fn push_plugin(c: &Cluster, registry: &Registry, plugins: &Path, name: &str) -> String {
+    let reference = format!("{}/plugins/{name}:v1", registry.host());
+    let module = plugins.join(format!("{name}.wasm"));
+    let out = c.wkube(&["image", "push", &module.to_string_lossy(), &reference]);
+    assert!(
+        out.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    reference
 }
 
 fn pod(name: &str, app: &str, scheduler: &str) -> String {
@@ -182,15 +197,8 @@ fn scheduler_plugins_change_placement_and_are_contained() {
     // maintenance-filter, pulled by OCI reference from the test's own registry, for the
     // profile `maint-scheduler`.
     let names: Vec<String> = rack_of.keys().cloned().collect();
-    let registry = common::registry::Registry::start();
-    let reference = format!("{}/plugins/maintenance-filter:v1", registry.host());
-    let module = plugins.join("maintenance-filter.wasm");
-    let out = c.wkube(&["image", "push", &module.to_string_lossy(), &reference]);
-    assert!(
-        out.status.success(),
-        "push: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let registry = Registry::start();
+    let reference = push_plugin(&c, &registry, &plugins, "maintenance-filter");
     c.ok_stdin(
         &["apply", "-f", "-"],
         &format!(
@@ -233,14 +241,7 @@ fn scheduler_plugins_change_placement_and_are_contained() {
     // prefer-labels (JavaScript component, 12 MB: too big for inline or a ConfigMap, so by OCI
     // reference too), Score only and weighted to outweigh the built-in scores, for the profile
     // `prefer-scheduler`: its pods go to the one node labelled with kubectl.
-    let reference = format!("{}/plugins/prefer-labels:v1", registry.host());
-    let module = plugins.join("prefer-labels.wasm");
-    let out = c.wkube(&["image", "push", &module.to_string_lossy(), &reference]);
-    assert!(
-        out.status.success(),
-        "push: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let reference = push_plugin(&c, &registry, &plugins, "prefer-labels");
     c.ok_stdin(
         &["apply", "-f", "-"],
         &format!(
