@@ -66,10 +66,15 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(RuntimeConfig::default())
+}
+
+/// A busybox layer and a runtime with `config` in a fresh temp dir.
+fn fixture_with(config: RuntimeConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let layer = busybox_layer(dir.path());
     let root = dir.path().join("containers");
-    let runtime = ContainerRuntime::new(&root).unwrap();
+    let runtime = ContainerRuntime::with_config(&root, config).unwrap();
     Fixture {
         _dir: dir,
         root,
@@ -505,20 +510,11 @@ fn cgroup_file(dir: &Path, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resources_become_cgroup_v1_limits() {
     let _serial = SERIAL.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let layer = busybox_layer(dir.path());
-    let root = dir.path().join("containers");
-    let config = RuntimeConfig {
+    let f = fixture_with(RuntimeConfig {
         pids_limit: Some(77),
         cgroup_mode: cgroup::Mode::V1,
         ..RuntimeConfig::default()
-    };
-    let f = Fixture {
-        runtime: ContainerRuntime::with_config(&root, config).unwrap(),
-        _dir: dir,
-        root,
-        layer,
-    };
+    });
     let uid = "t-limits-00001";
     let out = Arc::new(Output::default());
     let mut spec = f.spec(
@@ -649,19 +645,10 @@ async fn shared_process_namespace_across_containers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cgroup_v2_mode_places_the_container_in_the_unified_hierarchy() {
     let _serial = SERIAL.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let layer = busybox_layer(dir.path());
-    let root = dir.path().join("containers");
-    let config = RuntimeConfig {
+    let f = fixture_with(RuntimeConfig {
         cgroup_mode: cgroup::Mode::V2,
         ..RuntimeConfig::default()
-    };
-    let f = Fixture {
-        runtime: ContainerRuntime::with_config(&root, config).unwrap(),
-        _dir: dir,
-        root,
-        layer,
-    };
+    });
     let uid = "t-cgroupv2-001";
     let out = Arc::new(Output::default());
     let mut spec = f.spec(
