@@ -22,8 +22,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind as KubeGvk, PostParams};
 use serde_json::{json, Value};
 use wkube::plugin_host::{
-    AdmissionRequest, Call, CallLimits, GroupVersionKind, GroupVersionResource, Operation,
-    PluginHost, PluginHostConfig, PolicyResponse, RequestUser,
+    AdmissionRequest, Call, CallLimits, Operation, PluginHost, PluginHostConfig, PolicyResponse,
 };
 
 mod common;
@@ -68,31 +67,7 @@ fn compliant_pod() -> Value {
 }
 
 fn request(object: Value) -> AdmissionRequest {
-    AdmissionRequest {
-        uid: "bench".into(),
-        kind: GroupVersionKind {
-            group: String::new(),
-            version: "v1".into(),
-            kind: "Pod".into(),
-        },
-        resource: GroupVersionResource {
-            group: String::new(),
-            version: "v1".into(),
-            resource: "pods".into(),
-        },
-        sub_resource: None,
-        namespace: Some("default".into()),
-        name: Some("web-0".into()),
-        operation: Operation::Create,
-        user_info: RequestUser {
-            username: "admin".into(),
-            groups: vec!["system:masters".into()],
-        },
-        object: Some(object),
-        old_object: None,
-        dry_run: false,
-        options: None,
-    }
+    AdmissionRequest::for_pod(Operation::Create, object)
 }
 
 /// plugins/rust/require-labels compiled natively: the same steps on the same input. The host

@@ -64,6 +64,44 @@ pub struct AdmissionRequest {
     pub options: Option<Value>,
 }
 
+impl AdmissionRequest {
+    /// A request about the core/v1 Pod `pod` (its name and namespace, default `default`, read
+    /// from its metadata) from a cluster administrator: what offline runs, tests and
+    /// benchmarks feed a policy.
+    pub fn for_pod(operation: Operation, pod: Value) -> Self {
+        let meta = |field: &str| {
+            pod.pointer(&format!("/metadata/{field}"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        AdmissionRequest {
+            uid: uuid::Uuid::new_v4().to_string(),
+            kind: GroupVersionKind {
+                group: String::new(),
+                version: "v1".into(),
+                kind: "Pod".into(),
+            },
+            resource: GroupVersionResource {
+                group: String::new(),
+                version: "v1".into(),
+                resource: "pods".into(),
+            },
+            sub_resource: None,
+            namespace: Some(meta("namespace").unwrap_or_else(|| "default".into())),
+            name: meta("name"),
+            operation,
+            user_info: RequestUser {
+                username: "admin".into(),
+                groups: vec!["system:masters".into()],
+            },
+            object: Some(pod),
+            old_object: None,
+            dry_run: false,
+            options: None,
+        }
+    }
+}
+
 /// A policy's answer to `validate` or `mutate`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

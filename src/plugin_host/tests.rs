@@ -23,31 +23,7 @@ fn limits() -> CallLimits {
 }
 
 fn request() -> AdmissionRequest {
-    AdmissionRequest {
-        uid: "u1".into(),
-        kind: GroupVersionKind {
-            group: String::new(),
-            version: "v1".into(),
-            kind: "Pod".into(),
-        },
-        resource: GroupVersionResource {
-            group: String::new(),
-            version: "v1".into(),
-            resource: "pods".into(),
-        },
-        sub_resource: None,
-        namespace: Some("default".into()),
-        name: Some("p".into()),
-        operation: Operation::Create,
-        user_info: RequestUser {
-            username: "admin".into(),
-            groups: vec![],
-        },
-        object: Some(json!({"metadata": {"name": "p"}})),
-        old_object: None,
-        dry_run: false,
-        options: None,
-    }
+    AdmissionRequest::for_pod(Operation::Create, json!({"metadata": {"name": "p"}}))
 }
 
 /// A preview 1 command whose `_start` runs `body`, with `fd_write` and `proc_exit` imported and
